@@ -1,0 +1,57 @@
+"""Helpers for the end-to-end tests: run the project's tools as a user
+would, in a folder that holds the toy data under data/toy."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOLS = REPO_ROOT / 'tools'
+
+
+def tool_env(**extra):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
+    # the venv's python and torchrun for the shell launchers
+    env['PYTHON'] = sys.executable
+    env['PATH'] = os.pathsep.join([str(Path(sys.executable).parent),
+                                   env.get('PATH', '')])
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.update(extra)
+    return env
+
+
+def run_tool(args, cwd, timeout=600, check=True, **env):
+    """Run ``python tools/<args...>`` (or a .sh launcher) from ``cwd``."""
+    script = TOOLS / args[0]
+    cmd = (['bash', str(script)] if script.suffix == '.sh' else
+           [sys.executable, str(script)]) + [str(a) for a in args[1:]]
+    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), timeout=timeout,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{" ".join(cmd)} exited {proc.returncode}\n'
+            f'--- stdout ---\n{proc.stdout[-4000:]}\n'
+            f'--- stderr ---\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def printed_metrics(proc):
+    """The metrics line tools/test.py prints."""
+    for line in proc.stdout.splitlines():
+        if line.startswith('metrics: '):
+            return json.loads(line[len('metrics: '):])
+    raise AssertionError(f'no metrics line in output:\n{proc.stdout[-3000:]}')
+
+
+def logged_train_iters(work_dir):
+    """Iterations logged by the LoggerHook in every run in ``work_dir``,
+    per run (timestamped folder), in order."""
+    runs = []
+    for scalars in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
+        iters = [json.loads(line)['iter'] for line in scalars.read_text()
+                 .splitlines() if '"loss"' in line]
+        runs.append(iters)
+    return runs

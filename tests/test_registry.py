@@ -1,0 +1,31 @@
+"""mmacmix registers into mmengine's root MODELS: mmdet, mmseg and
+mmpretrain configs all build its backbones, and a misspelt type name gives
+the registry's own error."""
+import pytest
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import init_default_scope
+
+import mmacmix  # noqa: F401
+
+SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def _scope_models(scope):
+    init_default_scope(scope)
+    return __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+def test_misspelt_type_gives_registry_error(scope):
+    models = _scope_models(scope)
+    with pytest.raises(KeyError, match='SwinACmx is not in the .*registry'):
+        models.build(dict(type='SwinACmx', arch='tiny'))
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+def test_root_registry_reaches_every_scope(scope):
+    models = _scope_models(scope)
+    assert models.parent is ROOT_MODELS
+    for name in ROOT_MODELS.module_dict:
+        if name.endswith('ACmix'):
+            assert models.get(name) is ROOT_MODELS.get(name)

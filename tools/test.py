@@ -1,0 +1,46 @@
+"""Evaluate a checkpoint on an mmdet, mmseg or mmpretrain config's test set;
+the config's ``default_scope`` picks the library.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
+"""
+import argparse
+import json
+import os
+
+from mmengine.evaluator import DumpResults
+
+import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
+from mmacmix.utils.runner import add_common_args, build_runner, load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='also dump raw predictions to this .pkl')
+    add_common_args(parser)
+    args = parser.parse_args()
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error('--out must end with .pkl or .pickle')
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.work_dir, args.cfg_options,
+                      args.launcher)
+    cfg.load_from = args.checkpoint
+    runner = build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if runner.rank == 0:
+        # one machine-readable line, for scripts and the tests
+        print('metrics: ' + json.dumps({k: float(v)
+                                        for k, v in metrics.items()}))
+
+
+if __name__ == '__main__':
+    main()
