@@ -26,6 +26,11 @@ def test_misspelt_type_gives_registry_error(scope):
 def test_root_registry_reaches_every_scope(scope):
     models = _scope_models(scope)
     assert models.parent is ROOT_MODELS
-    for name in ROOT_MODELS.module_dict:
-        if name.endswith('ACmix'):
-            assert models.get(name) is ROOT_MODELS.get(name)
+    acmix = [n for n in ROOT_MODELS.module_dict if n.endswith('ACmix')]
+    assert 'SwinACmix' in acmix
+    for name in acmix:
+        assert models.get(name) is ROOT_MODELS.get(name)
+    backbone = models.build(dict(
+        type='SwinACmix',
+        arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])))
+    assert type(backbone) is ROOT_MODELS.get('SwinACmix')

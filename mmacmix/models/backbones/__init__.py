@@ -1,0 +1,3 @@
+from .swin_acmix import SwinACmix
+
+__all__ = ['SwinACmix']

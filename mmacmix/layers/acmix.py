@@ -1,0 +1,129 @@
+"""The parts of ACmix that every family shares (torch alone).
+
+ACmix (Pan et al., "On the Integration of Self-Attention and Convolution",
+CVPR 2022) splits both self-attention and convolution into
+
+* stage I: 1x1 projections of the input. ACmix computes them once, as
+  ``3 * heads`` maps of ``head_dims`` channels (the query, key and value of
+  every head), and shares them between the two paths;
+* stage II: the attention path (family specific: windows for Swin, sliding
+  windows for ResNet, spatial reduction for PVT, ...) and the convolution
+  path (:class:`ACmixConvPath`), whose outputs two learnable rates mix
+  (:class:`MixingRates`).
+
+A family plugs in by computing its projections in the layout documented in
+:class:`ACmixConvPath`, running its own attention path on them, and returning
+``rates(attention_out, conv_path(qkv))`` (see
+:class:`mmacmix.layers.WindowACmix` for Swin).
+"""
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+class ACmixConvPath(nn.Module):
+    """Convolution path of ACmix (stage II, paper Sec. 3.3 and 4.3).
+
+    A fully connected layer mixes the ``3 * num_heads`` projected maps into
+    ``kernel_size**2`` maps for every channel index ``d < head_dims``; a
+    ``kernel_size x kernel_size`` group convolution (one group per ``d``)
+    then shifts and sums them. Its kernels start as one-hot shift kernels
+    (kernel ``k`` is 1 at ``(k // kernel_size, k % kernel_size)``), so at
+    initialisation the path is exactly the "shift and sum" of the paper, and
+    they stay learnable.
+
+    Layout (the one of the official code, so its weights load unchanged):
+
+    * input ``qkv``: ``(B, 3 * num_heads, head_dims, H, W)``; index
+      ``s * num_heads + h`` of dim 1 holds head ``h`` of the query (s=0),
+      key (s=1) or value (s=2). Any strides are fine: a permuted view of a
+      channels-last projection (Swin) or a concatenation of NCHW ones (ResNet)
+      costs no copy here.
+    * ``fc`` output: ``kernel_size**2 * head_dims`` maps, d-major (map
+      ``d * kernel_size**2 + k``).
+    * output: ``(B, num_heads * head_dims, H', W')``, an NCHW tensor that may
+      be channels-last in memory; output channel ``d * num_heads + j``
+      comes from the maps of channel index ``d``. The convolution zero-pads
+      the border.
+
+    Args:
+        num_heads (int): Number of attention heads of the projections.
+        head_dims (int): Channels per head; the output has
+            ``num_heads * head_dims`` channels.
+        kernel_size (int): Kernel size of the convolution path. Defaults to 3.
+        stride (int): Stride of the convolution path. Defaults to 1.
+        fc_bias (bool): Whether ``fc`` has a bias (Swin: yes; ResNet: no).
+            Defaults to True.
+    """
+
+    def __init__(self,
+                 num_heads: int,
+                 head_dims: int,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 fc_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dims = head_dims
+        self.kernel_size = kernel_size
+        self.fc = nn.Linear(3 * num_heads, kernel_size**2, bias=fc_bias)
+        self.dep_conv = nn.Conv2d(
+            kernel_size**2 * head_dims,
+            num_heads * head_dims,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            groups=head_dims,
+            bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official initialisation: PyTorch's default for ``fc`` (as for the
+        official 1x1 convolution) and shift kernels for ``dep_conv``."""
+        self.fc.reset_parameters()
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """(Re-)apply the one-hot shift kernels to ``dep_conv``.
+
+        mmengine's ``BaseModule.init_weights`` calls this after the
+        ``init_cfg`` initialisers of every enclosing module and before any
+        ``Pretrained`` loading, so a generic initialiser (e.g. Kaiming on
+        all ``Conv2d``) never wipes the shift initialisation.
+        """
+        k = self.kernel_size
+        weight = self.dep_conv.weight  # (C, k*k, k, k)
+        weight.zero_()
+        taps = torch.arange(k * k, device=weight.device)
+        weight[:, taps, taps // k, taps % k] = 1
+
+    def forward(self, qkv: Tensor) -> Tensor:
+        batch, _, _, height, width = qkv.shape
+        # fc over the 3*heads axis, moved last: (B, H, W, head_dims, k*k)
+        maps = self.fc(qkv.permute(0, 3, 4, 2, 1))
+        # d-major maps as a channels-last NCHW view, which the convolution
+        # takes without a copy
+        maps = maps.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        return self.dep_conv(maps)
+
+
+class MixingRates(nn.Module):
+    """The two learnable scalars that mix the paths (paper Eq. 12):
+    ``out = rate1 * attention_out + rate2 * conv_out``.
+
+    Args:
+        attention_rate (float): Initial ``rate1``. Defaults to 0.5 (official).
+        conv_rate (float): Initial ``rate2``. Defaults to 0.5 (official).
+    """
+
+    def __init__(self, attention_rate: float = 0.5, conv_rate: float = 0.5):
+        super().__init__()
+        self.rate1 = nn.Parameter(torch.tensor([float(attention_rate)]))
+        self.rate2 = nn.Parameter(torch.tensor([float(conv_rate)]))
+
+    def forward(self, attention_out: Tensor, conv_out: Tensor) -> Tensor:
+        # cast so that low-precision (autocast) activations stay low-precision
+        rate1 = self.rate1.to(attention_out.dtype)
+        rate2 = self.rate2.to(conv_out.dtype)
+        return rate1 * attention_out + rate2 * conv_out
