@@ -13,9 +13,9 @@ import torch
 from helpers import (REPO_ROOT, logged_train_iters, printed_metrics, run_tool,
                    tool_env)
 
-DET = REPO_ROOT / 'configs/toy/mask_rcnn_toy_coco.py'
-SEG = REPO_ROOT / 'configs/toy/fpn_toy_ade20k.py'
-CLS = REPO_ROOT / 'configs/toy/resnet_toy_in1k.py'
+DET = REPO_ROOT / 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py'
+SEG = REPO_ROOT / 'configs/toy/fpn_swin_acmix_toy_ade20k.py'
+CLS = REPO_ROOT / 'configs/toy/swin_acmix_toy_in1k.py'
 ITERS_PER_EPOCH = 4  # 16 toy COCO train images, batch 4
 
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
-CONFIG=${CONFIG:-configs/toy/mask_rcnn_toy_coco.py}
+CONFIG=${CONFIG:-configs/toy/mask_rcnn_swin_acmix_toy_coco.py}
 WORK_DIR=${WORK_DIR:-work_dirs/main_job}
 PY=.venv/bin/python
 

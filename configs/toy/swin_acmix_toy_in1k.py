@@ -1,10 +1,11 @@
-# Image classification on the toy ImageNet data
+# Image classification with a small SwinACmix on the toy ImageNet data
 # (tools/misc/make_toy_data.py): the stock ImageNet pipeline with data_root
 # changed and 64x64 images.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',
     'mmpretrain::_base_/default_runtime.py',
+    './_base_/swin_acmix_toy.py',
 ]
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
@@ -13,9 +14,11 @@ image_size = 64
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet', depth=18),
+    backbone=dict(
+        type='SwinACmix', arch={{_base_.toy_backbone.arch}},
+        out_indices=(3, )),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=3, in_channels=512,
+    head=dict(type='LinearClsHead', num_classes=3, in_channels=256,
               loss=dict(type='CrossEntropyLoss'), topk=(1, )))
 
 train_pipeline = [

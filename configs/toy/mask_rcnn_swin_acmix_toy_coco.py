@@ -1,10 +1,11 @@
-# Mask R-CNN on the toy COCO data (tools/misc/make_toy_data.py): the stock
+# Mask R-CNN with a small SwinACmix on the toy COCO data (tools/misc/make_toy_data.py): the stock
 # COCO instance pipeline with data_root changed, 256x256 images, 3 classes.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/swin_acmix_toy.py',
 ]
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
@@ -14,8 +15,8 @@ num_classes = 3
 image_scale = (256, 256)
 
 model = dict(
-    backbone=dict(depth=18, init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    backbone={{_base_.toy_backbone}},
+    neck=dict(in_channels={{_base_.toy_channels}}, out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),

@@ -1,10 +1,11 @@
-# Semantic-FPN on the toy ADE20K data (tools/misc/make_toy_data.py): the
+# Semantic-FPN with a small SwinACmix on the toy ADE20K data (tools/misc/make_toy_data.py): the
 # stock ADE20K pipeline with data_root changed and 128x128 crops.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
+    './_base_/swin_acmix_toy.py',
 ]
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
@@ -16,8 +17,8 @@ norm_cfg = dict(type='BN', requires_grad=True)  # SyncBN needs GPUs
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
-    backbone=dict(type='ResNetV1c', depth=18, norm_cfg=norm_cfg),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    backbone={{_base_.toy_backbone}},
+    neck=dict(in_channels={{_base_.toy_channels}}, out_channels=64),
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=64,
                      num_classes=150, norm_cfg=norm_cfg))
 
