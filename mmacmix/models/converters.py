@@ -14,11 +14,13 @@ import pickle
 import re
 import types
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .pvt_layout import PVT_V1_LAYOUT
 
 
 class ConversionError(ValueError):
@@ -207,15 +209,16 @@ _ACMIX_BLOCK_REQUIRED = [
 
 
 def _attention_only_rates(converted: Dict[str, Tensor]) -> None:
-    """A plain Swin has no convolution path: start every block at rates
-    (1, 0), so the converted model computes exactly the pretrained Swin, and
-    let ``rate2`` (which gets gradients at once) learn the mix. ``fc`` and
-    ``dep_conv`` keep the model's initialisation (shift kernels)."""
+    """A plain Swin or PVT has no convolution path: start every block at
+    rates (1, 0), so the converted model computes exactly the pretrained
+    model, and let ``rate2`` (which gets gradients at once) learn the mix.
+    ``fc`` and ``dep_conv`` keep the model's initialisation (shift
+    kernels)."""
     for key in list(converted):
-        if key.endswith('.attn.qkv.weight'):
-            prefix = key[:-len('qkv.weight')]
-            converted[prefix + 'rates.rate1'] = torch.ones(1)
-            converted[prefix + 'rates.rate2'] = torch.zeros(1)
+        attention = re.fullmatch(r'(.*\.attn\.)(qkv|q)\.weight', key)
+        if attention:
+            converted[attention.group(1) + 'rates.rate1'] = torch.ones(1)
+            converted[attention.group(1) + 'rates.rate2'] = torch.zeros(1)
 
 
 LAYOUTS: List[Layout] = [
@@ -243,6 +246,7 @@ LAYOUTS: List[Layout] = [
         block_pattern=_BLOCK,
         block_required=_SWIN_BLOCK_REQUIRED,
         finalize=_attention_only_rates),
+    Layout(**PVT_V1_LAYOUT, finalize=_attention_only_rates),
 ]
 
 

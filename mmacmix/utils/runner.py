@@ -2,14 +2,13 @@
 mmdet, mmseg or mmpretrain and building its runner in its own scope."""
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
 
 def add_common_args(parser):
     """Arguments every runner tool takes."""
-    from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='where to save logs and outputs')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,

@@ -1,3 +1,4 @@
+from .pvt_acmix import PVTACmix
 from .swin_acmix import SwinACmix
 
-__all__ = ['SwinACmix']
+__all__ = ['PVTACmix', 'SwinACmix']

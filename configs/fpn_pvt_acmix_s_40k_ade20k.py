@@ -1,0 +1,5 @@
+# Semantic-FPN, PVTACmix-S, 40k iterations on ADE20K with 512x512 crops: the
+# PVTACmix-T setup.
+_base_ = './fpn_pvt_acmix_t_40k_ade20k.py'
+
+model = dict(backbone={{_base_.pvt_acmix_s}})

@@ -1,0 +1,4 @@
+# RetinaNet, PVTACmix-M, 1x on COCO: the PVTACmix-T setup (mmdet's PVT).
+_base_ = './retinanet_pvt_acmix_t_1x_coco.py'
+
+model = dict(backbone={{_base_.pvt_acmix_m}})

@@ -1,0 +1,362 @@
+"""PVT-ACmix: Pyramid Vision Transformer (v1) with the ACmix operator in
+every block."""
+import math
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule, ModuleList
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from mmacmix.layers import ACmixConvPath
+from mmacmix.layers.sr_acmix import SpatialReductionACmix
+from .swin_acmix import Mlp, drop_path
+
+# PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
+NORM_EPS = 1e-6
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` patches of an NCHW map to tokens
+    ``(B, H // p, W // p, C)``; as in PVT, a remainder smaller than a patch
+    is dropped."""
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int):
+        super().__init__()
+        self.projection = nn.Conv2d(
+            in_channels, embed_dims, patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.projection(x).permute(0, 2, 3, 1))
+
+
+class PVTACmixBlock(BaseModule):
+    """Pre-norm PVT block whose spatial-reduction attention is
+    :class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`.
+
+    Args:
+        embed_dims (int): Channels of the block.
+        num_heads (int): Number of attention heads.
+        sr_ratio (int): Spatial-reduction ratio of the keys and values.
+        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
+        qkv_bias (bool): Whether the q/kv projections have a bias.
+        drop_rate (float): Dropout after the operator and in the MLP.
+        attn_drop_rate (float): Dropout on the attention weights.
+        drop_path_rate (float): Stochastic depth rate of both branches.
+        kernel_conv (int): Kernel size of the ACmix convolution path.
+        with_cp (bool): Use gradient checkpointing to save memory.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 mlp_ratio: float,
+                 qkv_bias: bool,
+                 drop_rate: float,
+                 attn_drop_rate: float,
+                 drop_path_rate: float,
+                 kernel_conv: int,
+                 with_cp: bool,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        self.drop_path_rate = drop_path_rate
+        self.with_cp = with_cp
+        self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+        self.attn = SpatialReductionACmix(
+            embed_dims,
+            num_heads,
+            sr_ratio,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop_rate,
+            kernel_conv=kernel_conv,
+            norm_eps=NORM_EPS)
+        self.drop = nn.Dropout(drop_rate)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        x = x + drop_path(
+            self.drop(self.attn(self.norm1(x))), self.drop_path_rate,
+            self.training)
+        return x + drop_path(
+            self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class PVTACmixStage(BaseModule):
+    """A PVT stage: patch embedding, absolute position embedding (resized
+    bilinearly to the input), then the blocks.
+
+    Args:
+        in_channels (int): Channels of the input.
+        embed_dims (int): Channels of the stage.
+        patch_size (int): Patch size (and stride) of the patch embedding.
+        pos_shape (tuple[int]): Size of the position embedding, that of the
+            tokens at the pre-training input size.
+        depth (int): Number of blocks.
+        drop_path_rates (Sequence[float]): Stochastic depth rate per block.
+        drop_rate (float): Dropout after the position embedding.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+        **block_kwargs: The other arguments of :class:`PVTACmixBlock`.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 patch_size: int,
+                 pos_shape: Sequence[int],
+                 depth: int,
+                 drop_path_rates: Sequence[float],
+                 drop_rate: float,
+                 init_cfg=None,
+                 **block_kwargs):
+        super().__init__(init_cfg)
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *pos_shape))
+        self.drop_after_pos = nn.Dropout(drop_rate)
+        self.blocks = ModuleList([
+            PVTACmixBlock(
+                embed_dims=embed_dims,
+                drop_rate=drop_rate,
+                drop_path_rate=drop_path_rates[i],
+                **block_kwargs) for i in range(depth)
+        ])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map an NCHW input to ``(B, H, W, C)`` tokens."""
+        x = self.patch_embed(x)
+        pos = self.pos_embed
+        if pos.shape[2:] != x.shape[1:3]:
+            pos = F.interpolate(
+                pos, size=x.shape[1:3], mode='bilinear', align_corners=False)
+        x = self.drop_after_pos(x + pos.permute(0, 2, 3, 1))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+@MODELS.register_module()
+class PVTACmix(BaseModule):
+    """Pyramid Vision Transformer (v1) with ACmix blocks (Pan et al., CVPR
+    2022).
+
+    Every spatial-reduction attention of PVT (Wang et al., ICCV 2021) is an
+    ACmix operator (:class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`):
+    the full-resolution queries and the spatially reduced keys and values
+    feed PVT's attention and, upsampled back to full resolution, a
+    shift-initialised convolution path; two learnable rates mix them. No
+    official PVT-ACmix code exists: this design is ours, chosen to match the
+    paper's parameter and FLOP budget (no extra q/k/v projections). With
+    rates ``(1, 0)`` the model computes mmdet's ``PyramidVisionTransformer``
+    with the same weights.
+
+    The interface follows mmdet's ``PyramidVisionTransformer`` and serves
+    classification (mmpretrain), detection (mmdet) and segmentation (mmseg):
+    it returns NCHW maps with strides 4, 8, 16 and 32 for any input of at
+    least 32x32 pixels; as in PVT, a remainder smaller than a patch is
+    dropped (floor).
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'medium'`` or
+            ``'large'`` (PVT v1), or a dict with ``embed_dims``, ``depths``,
+            ``num_heads``, ``sr_ratios`` and ``mlp_ratios`` (one entry per
+            stage). Defaults to 'tiny'.
+        pretrain_img_size (int | tuple[int]): Input size in pre-training; it
+            sets the size of the absolute position embeddings.
+            Defaults to 224.
+        in_channels (int): Input channels. Defaults to 3.
+        patch_sizes (Sequence[int]): Patch size of each stage's embedding.
+            Defaults to (4, 2, 2, 2).
+        qkv_bias (bool): Whether the q/kv projections have a bias.
+            Defaults to True.
+        kernel_conv (int): Kernel size of the ACmix convolution path.
+            Defaults to 3.
+        drop_rate (float): Dropout rate after the position embeddings, after
+            each ACmix operator and in the MLPs. Defaults to 0.
+        attn_drop_rate (float): Dropout rate on attention weights.
+            Defaults to 0.
+        drop_path_rate (float): Stochastic depth rate, increasing linearly
+            over the blocks up to this value. Defaults to 0.1.
+        out_indices (Sequence[int]): Stages to output. Defaults to
+            (0, 1, 2, 3).
+        out_norms (bool): Give every output stage a LayerNorm ``norm{i}``
+            on its output (it does not feed the next stage). PVT v1 dense
+            models have none; the classifier's ``norm3`` is PVT's final norm.
+            Defaults to False.
+        frozen_stages (int): Stages to freeze (eval mode, no gradients),
+            each with its patch and position embeddings; 0 freezes the first
+            patch and position embeddings; -1 freezes nothing.
+            Defaults to -1.
+        with_cp (bool): Use gradient checkpointing in every block.
+            Defaults to False.
+        init_cfg (dict | list[dict], optional): Initialization config, e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+            Initialisers never wipe the shift kernels of the convolution
+            path. Defaults to None.
+    """
+    _pvt_v1 = {
+        'embed_dims': [64, 128, 320, 512],
+        'num_heads': [1, 2, 5, 8],
+        'sr_ratios': [8, 4, 2, 1],
+        'mlp_ratios': [8, 8, 4, 4],
+    }
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], {
+            **_pvt_v1, 'depths': [2, 2, 2, 2]
+        }),
+        **dict.fromkeys(['s', 'small'], {
+            **_pvt_v1, 'depths': [3, 4, 6, 3]
+        }),
+        **dict.fromkeys(['m', 'medium'], {
+            **_pvt_v1, 'depths': [3, 4, 18, 3]
+        }),
+        **dict.fromkeys(['l', 'large'], {
+            **_pvt_v1, 'depths': [3, 8, 27, 3]
+        }),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 in_channels: int = 3,
+                 patch_sizes: Sequence[int] = (4, 2, 2, 2),
+                 qkv_bias: bool = True,
+                 kernel_conv: int = 3,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norms: bool = False,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        arch = self._arch_settings(arch)
+        depths = arch['depths']
+        num_stages = len(depths)
+        if len(patch_sizes) != num_stages:
+            raise ValueError(f'{len(patch_sizes)} patch_sizes for '
+                             f'{num_stages} stages')
+        if any(not -num_stages <= i < num_stages for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} out of range for '
+                             f'{num_stages} stages')
+        self.num_features = list(arch['embed_dims'])
+        self.out_indices = [i % num_stages for i in out_indices]
+        self.frozen_stages = frozen_stages
+        # the smallest input every stage can reduce
+        self.min_input_size = max(
+            sr * math.prod(patch_sizes[:i + 1])
+            for i, sr in enumerate(arch['sr_ratios']))
+
+        if isinstance(pretrain_img_size, int):
+            pretrain_img_size = (pretrain_img_size, pretrain_img_size)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = ModuleList()
+        stride = 1
+        for i, depth in enumerate(depths):
+            stride *= patch_sizes[i]
+            self.stages.append(
+                PVTACmixStage(
+                    in_channels=self.num_features[i - 1] if i else in_channels,
+                    embed_dims=self.num_features[i],
+                    patch_size=patch_sizes[i],
+                    pos_shape=[s // stride for s in pretrain_img_size],
+                    depth=depth,
+                    drop_path_rates=rates[sum(depths[:i]):sum(depths[:i + 1])],
+                    drop_rate=drop_rate,
+                    num_heads=arch['num_heads'][i],
+                    sr_ratio=arch['sr_ratios'][i],
+                    mlp_ratio=arch['mlp_ratios'][i],
+                    qkv_bias=qkv_bias,
+                    attn_drop_rate=attn_drop_rate,
+                    kernel_conv=kernel_conv,
+                    with_cp=with_cp))
+        self.out_norms = out_norms
+        if out_norms:
+            for i in self.out_indices:
+                self.add_module(
+                    f'norm{i}',
+                    nn.LayerNorm(self.num_features[i], eps=NORM_EPS))
+
+        self._init_pvt_weights()
+        self._freeze_stages()
+
+    def _arch_settings(self, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'Unknown arch {arch!r} for PVTACmix; '
+                                 f'choose from {sorted(self.arch_zoo)} or '
+                                 'pass a dict')
+            return self.arch_zoo[arch.lower()]
+        required = {
+            'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'
+        }
+        if not isinstance(arch, dict) or set(arch) != required:
+            raise ValueError(f'A custom arch must be a dict with exactly the '
+                             f'keys {sorted(required)}, got {arch!r}')
+        if len({len(value) for value in arch.values()}) != 1:
+            raise ValueError(f'The arch entries differ in length: {arch!r}')
+        return arch
+
+    def _init_pvt_weights(self) -> None:
+        """PVT's initialisation (truncated-normal Linear and position
+        embeddings, unit LayerNorm, PyTorch-default convolutions); the ACmix
+        convolution paths keep their own (PyTorch-default ``fc``,
+        shift-kernel ``dep_conv``)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, PVTACmixStage):
+                nn.init.trunc_normal_(m.pos_embed, std=.02)
+        for m in self.modules():
+            if isinstance(m, ACmixConvPath):
+                m.reset_parameters()
+
+    def _freeze_stages(self) -> None:
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.stages[0].patch_embed)
+            self.stages[0].pos_embed.requires_grad = False
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if self.out_norms and i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def forward(self, x: Tensor) -> tuple:
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(
+                f'PVTACmix needs inputs of at least {self.min_input_size}x'
+                f'{self.min_input_size} pixels, got {tuple(x.shape[-2:])}')
+        outs = []
+        for i, stage in enumerate(self.stages):
+            tokens = stage(x)  # (B, H, W, C)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(
+                    tokens) if self.out_norms else tokens
+                outs.append(out.permute(0, 3, 1, 2).contiguous())
+            x = tokens.permute(0, 3, 1, 2)
+        return tuple(outs)

@@ -1,0 +1,126 @@
+"""tools/analysis/get_flops.py and mmacmix.utils.config_complexity: the tool
+on a two-stage mmdet, an mmseg and an mmpretrain config without a dataset,
+exact parameter counts, multiply-add FLOPs against hand computations, and
+the fused-attention handle."""
+import importlib.util
+import json
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+
+import mmacmix  # noqa: F401  (before mmpretrain/torchvision)
+from mmacmix.utils.complexity import complexity
+from mmacmix.utils.config_complexity import build_model, measure
+
+from helpers import REPO_ROOT, TOOLS
+
+TOY_CONFIGS = {
+    'mmdet': 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py',
+    'mmseg': 'configs/toy/fpn_swin_acmix_toy_ade20k.py',
+    'mmpretrain': 'configs/toy/swin_acmix_toy_in1k.py',
+}
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'get_flops', TOOLS / 'analysis' / 'get_flops.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_tool_on_three_scopes_without_data(tmp_path, capsys):
+    """The tool on a two-stage detector, a segmentor and a classifier at
+    64x64 (no dataset: none is read); parameters are exactly those of the
+    built model. The detector keeps 50 proposals (--cfg-options) to be
+    quick."""
+    out = tmp_path / 'flops.json'
+    tool = load_tool()
+    configs = [str(REPO_ROOT / c) for c in TOY_CONFIGS.values()]
+    rows = tool.main([configs[0], '--shape', '64', '64', '--cfg-options',
+                      'model.test_cfg.rpn.max_per_img=50'])
+    rows += tool.main(configs[1:] + ['--shape', '64', '64',
+                                     '--json', str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rows[1:]))
+    table = capsys.readouterr().out
+    assert 'params (M)' in table and 'FLOPs (G)' in table
+    assert [r['scope'] for r in rows] == list(TOY_CONFIGS)
+    assert [r['forward'] for r in rows] == [
+        'forward_dummy', "mode='tensor'", "mode='tensor'"]
+    for row, config in zip(rows, configs):
+        assert tuple(row['input_shape']) == (64, 64)
+        assert row['flops'] > 0
+        model, _ = build_model(Config.fromfile(config))
+        assert row['params'] == sum(p.numel() for p in model.parameters())
+
+
+def test_two_stage_counts_fixed_proposals():
+    """Mask R-CNN's bbox head sees rpn.max_per_img proposals whatever the
+    random RPN proposes: 10 more proposals cost exactly 10 times the
+    bbox head's per-roi multiply-adds (masks: the first 100, so none)."""
+    cfg = Config.fromfile(REPO_ROOT / TOY_CONFIGS['mmdet'])
+    cfg.model.test_cfg.rpn.max_per_img = 110
+    more = measure(cfg, (64, 64))['flops']
+    cfg.model.test_cfg.rpn.max_per_img = 100
+    fewer = measure(cfg, (64, 64))['flops']
+    bbox_head = cfg.model.roi_head.bbox_head  # Shared2FC: 64*7*7 -> 256
+    in_dims = bbox_head.in_channels * 7 * 7
+    per_roi = (in_dims * 256 + 256 * 256 + 256 * (bbox_head.num_classes + 1)
+               + 256 * 4 * bbox_head.num_classes)
+    assert more - fewer == 10 * per_roi
+
+
+class PlainNet(nn.Module):
+    """Conv2d 3->8 (3x3, stride 2, padding 1), Conv2d 8->16 (1x1), global
+    average pooling, Linear 16->10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.conv2(self.conv1(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_plain_layers_count_multiply_adds():
+    """One multiply-add per weight and output position, biases and the
+    mean not counted: the paper's and OpenMMLab's convention."""
+    h, w = 32, 48
+    flops, params = complexity(PlainNet(), (torch.randn(1, 3, h, w), ))
+    conv1 = 8 * 3 * 3 * 3 * (h // 2) * (w // 2)
+    conv2 = 16 * 8 * (h // 2) * (w // 2)
+    assert flops == conv1 + conv2 + 16 * 10
+    assert params == sum(p.numel() for p in PlainNet().parameters())
+
+
+class Attention(nn.Module):
+
+    def __init__(self, fused):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, q, k, v):
+        if self.fused:
+            return F.scaled_dot_product_attention(q, k, v)
+        attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
+        return attn.softmax(-1) @ v
+
+
+def test_fused_attention_counted_like_explicit_matmuls():
+    """mmengine counts F.scaled_dot_product_attention as 0; with the handle
+    it is 2*B*heads*N*N*d, what the explicit q@k^T, attn@v (mmdet's and
+    mmseg's Swin) count."""
+    b, heads, n, d = 2, 3, 49, 32
+    qkv = tuple(torch.randn(b, heads, n, d) for _ in range(3))
+    fused, explicit = Attention(True), Attention(False)
+    plain = FlopAnalyzer(fused, qkv)
+    plain.unsupported_ops_warnings(False)
+    assert plain.total() == 0
+    assert complexity(fused, qkv)[0] == 2 * b * heads * n * n * d
+    assert complexity(explicit, qkv)[0] == 2 * b * heads * n * n * d

@@ -1,0 +1,65 @@
+"""Parameters and FLOPs (multiply-adds) of mmdet, mmseg and mmpretrain
+configs, counted as the ACmix paper and OpenMMLab count them.
+
+Usage: python tools/analysis/get_flops.py CONFIG [CONFIG ...]
+           [--shape H W] [--cfg-options KEY=VALUE ...] [--json OUT]
+
+CONFIG is a file or a ``package::path`` config (e.g.
+``mmdet::pvt/retinanet_pvt-t_fpn_1x_coco.py``). No dataset and no checkpoint
+is read; see :func:`mmacmix.utils.config_complexity.measure` for what is
+traced. The default size is the scope's paper convention (800x1333 COCO,
+512x2048 ADE20K, 224x224 ImageNet).
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.hub import get_config  # noqa: E402
+
+from mmacmix.utils.config_complexity import measure  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, help='input height and width')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of every config, e.g. '
+        'model.test_cfg.rpn.max_per_img=50')
+    parser.add_argument('--json', help='also write the rows to this file')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> list:
+    args = parse_args(argv)
+    rows = []
+    for config in args.configs:
+        cfg = get_config(config) if '::' in config else Config.fromfile(
+            config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        rows.append(dict(config=config, **measure(cfg, args.shape)))
+
+    print(f'{"config":<60} {"input":>10} {"params (M)":>11} '
+          f'{"FLOPs (G)":>10}  forward')
+    for row in rows:
+        height, width = row['input_shape']
+        print(f'{row["config"]:<60} {f"{height}x{width}":>10} '
+              f'{row["params"] / 1e6:>11.2f} {row["flops"] / 1e9:>10.2f}  '
+              f'{row["forward"]}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
