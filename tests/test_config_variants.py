@@ -44,7 +44,7 @@ def toy_variant(config, path):
                              val_interval=1)
     if scope == 'mmdet':
         # mmdet's COCO evaluation needs one class per category in the file
-        _set_num_classes(cfg.model, len(toy.metainfo.classes))
+        _set_num_classes(cfg.model, toy.toy_num_classes)
     cfg.dump(path)
     return scope
 

@@ -1,18 +1,14 @@
-# Mask R-CNN with a small SwinACmix on the toy COCO data (tools/misc/make_toy_data.py): the stock
-# COCO instance pipeline with data_root changed, 256x256 images, 3 classes.
+# Mask R-CNN with a small SwinACmix on the toy COCO data
+# (tools/misc/make_toy_data.py); the main job's default.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
     './_base_/swin_acmix_toy.py',
+    './_base_/toy_coco.py',
 ]
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
-
-data_root = 'data/toy/coco/'
-metainfo = dict(classes=('sports ball', 'kite', 'tv'))
-num_classes = 3
-image_scale = (256, 256)
 
 model = dict(
     backbone={{_base_.toy_backbone}},
@@ -21,36 +17,15 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(in_channels=64, fc_out_channels=256,
-                       num_classes=num_classes),
+                       num_classes={{_base_.toy_num_classes}}),
         mask_roi_extractor=dict(out_channels=64),
         mask_head=dict(in_channels=64, conv_out_channels=64,
-                       num_classes=num_classes)))
+                       num_classes={{_base_.toy_num_classes}})))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 pipeline=test_pipeline))
+train_dataloader = {{_base_.toy_train_dataloader}}
+val_dataloader = {{_base_.toy_val_dataloader}}
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+val_evaluator = {{_base_.toy_instance_evaluator}}
 test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=3, val_interval=3)

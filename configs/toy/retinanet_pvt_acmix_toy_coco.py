@@ -1,12 +1,7 @@
 # RetinaNet with a small PVTACmix on the toy COCO data
 # (tools/misc/make_toy_data.py): the PVT-ACmix-T RetinaNet config with a
-# narrower backbone trained from scratch, data_root changed, 256x256 images
-# and 3 classes.
-_base_ = '../retinanet_pvt_acmix_t_1x_coco.py'
-
-data_root = 'data/toy/coco/'
-metainfo = dict(classes=('sports ball', 'kite', 'tv'))
-image_scale = (256, 256)
+# narrower backbone trained from scratch and the toy data.
+_base_ = ['../retinanet_pvt_acmix_t_1x_coco.py', './_base_/toy_coco.py']
 
 model = dict(
     backbone=dict(
@@ -19,35 +14,15 @@ model = dict(
             mlp_ratios=[2, 2, 2, 2]),
         init_cfg=None),
     neck=dict(in_channels=[16, 32, 40, 64], out_channels=32),
-    bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32),
+    bbox_head=dict(num_classes={{_base_.toy_num_classes}}, in_channels=32,
+                   feat_channels=32),
     # an untrained RetinaNet scores about its prior 0.01: keep those boxes
     test_cfg=dict(score_thr=0.001))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 pipeline=test_pipeline))
+train_dataloader = {{_base_.toy_train_dataloader}}
+val_dataloader = {{_base_.toy_val_dataloader}}
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+val_evaluator = {{_base_.toy_bbox_evaluator}}
 test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=1, val_interval=1)
