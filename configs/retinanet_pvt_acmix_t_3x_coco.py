@@ -2,6 +2,7 @@
 # PVT's multi-scale training (shorter side 640-800, longer side up to 1333);
 # otherwise the 1x setup.
 _base_ = './retinanet_pvt_acmix_t_1x_coco.py'
+custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -2,6 +2,7 @@
 # (tools/misc/make_toy_data.py): the PVT-ACmix-T RetinaNet config with a
 # narrower backbone trained from scratch and the toy data.
 _base_ = ['../retinanet_pvt_acmix_t_1x_coco.py', './_base_/toy_coco.py']
+custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

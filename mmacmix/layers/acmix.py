@@ -99,9 +99,14 @@ class ACmixConvPath(nn.Module):
         weight[:, taps, taps // k, taps % k] = 1
 
     def forward(self, qkv: Tensor) -> Tensor:
-        batch, _, _, height, width = qkv.shape
         # fc over the 3*heads axis, moved last: (B, H, W, head_dims, k*k)
-        maps = self.fc(qkv.permute(0, 3, 4, 2, 1))
+        return self.shift_and_sum(self.fc(qkv.permute(0, 3, 4, 2, 1)))
+
+    def shift_and_sum(self, maps: Tensor) -> Tensor:
+        """The group convolution over ``fc``'s output ``maps``,
+        ``(B, H, W, head_dims, kernel_size**2)``, for families that compute
+        ``fc`` in parts (PVT)."""
+        batch, height, width = maps.shape[:3]
         # d-major maps as a channels-last NCHW view, which the convolution
         # takes without a copy
         maps = maps.reshape(batch, height, width, -1).permute(0, 3, 1, 2)

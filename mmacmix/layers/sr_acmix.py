@@ -1,5 +1,4 @@
 """ACmix with spatial-reduction attention, the operator of PVT-ACmix."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,7 +44,8 @@ class SpatialReductionACmix(nn.Module):
       the reduced keys and values upsampled back to ``H x W``, each pixel
       taking those of the reduction patch that contains it
       (:func:`upsample_to_patches`). No projection is computed twice, so
-      the path costs only its fully connected layer and group convolution.
+      the path costs only its fully connected layer (the keys' and values'
+      share of it at the reduced resolution) and group convolution.
 
     ``out = rate1 * attention + rate2 * conv``. With ``rate1 = 1`` and
     ``rate2 = 0`` this is PVT's spatial-reduction attention.
@@ -103,7 +103,7 @@ class SpatialReductionACmix(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, H, W, C)`` to ``(B, H, W, C)``; ``H`` and ``W`` must be
         at least ``sr_ratio``."""
-        batch, height, width, channels = x.shape
+        height, width = x.shape[1:3]
         q = self.q(x)
         if self.sr_ratio > 1:
             reduced = self.sr(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -112,14 +112,33 @@ class SpatialReductionACmix(nn.Module):
             kv = self.kv(x)
 
         attention = self.proj(self._attention(q, kv))
-        if self.sr_ratio > 1:
-            kv = upsample_to_patches(kv, self.sr_ratio, height, width)
-        # (B, H, W, 3C): map s * heads + h holds head h of q, k or v
-        qkv = torch.cat([q, kv], -1)
-        conv = self.conv(
-            qkv.view(batch, height, width, 3 * self.num_heads,
-                     self.head_dims).permute(0, 3, 4, 1, 2))
+        conv = self.conv.shift_and_sum(self._conv_maps(q, kv, height, width))
         return self.rates(attention, conv.permute(0, 2, 3, 1))
+
+    def _conv_maps(self, q: Tensor, kv: Tensor, height: int,
+                   width: int) -> Tensor:
+        """``fc`` of the convolution path over the queries ``(B, H, W, C)``
+        and the keys and values ``(B, h, w, 2C)`` upsampled to ``H x W``;
+        returns ``(B, H, W, head_dims, k*k)``.
+
+        ``fc`` acts on each pixel alone and the upsampling only copies
+        pixels, so the keys' and values' share of ``fc`` runs at the reduced
+        resolution and its output is upsampled: the same maps as ``fc`` of
+        the upsampled keys and values, for ``1 / sr_ratio**2`` of the cost.
+        """
+        heads, head_dims = self.num_heads, self.head_dims
+        weight = self.conv.fc.weight  # (k*k, 3 * heads): q, k, v heads
+
+        def heads_last(x):  # (..., n * heads * head_dims) -> head_dims first
+            return x.unflatten(-1, (-1, head_dims)).transpose(-1, -2)
+
+        maps = F.linear(heads_last(q), weight[:, :heads], self.conv.fc.bias)
+        kv_maps = F.linear(heads_last(kv), weight[:, heads:])
+        if self.sr_ratio > 1:
+            kv_maps = upsample_to_patches(
+                kv_maps.flatten(3), self.sr_ratio, height,
+                width).reshape(maps.shape)
+        return maps + kv_maps
 
     def _attention(self, q: Tensor, kv: Tensor) -> Tensor:
         """Multi-head attention of the queries ``(B, H, W, C)`` over the keys

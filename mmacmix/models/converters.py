@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .pvt_layout import PVT_V1_LAYOUT
+from .resnet_acmix_layout import RESNET_ACMIX_LAYOUT_ARGS
 
 
 class ConversionError(ValueError):
@@ -247,6 +248,7 @@ LAYOUTS: List[Layout] = [
         block_required=_SWIN_BLOCK_REQUIRED,
         finalize=_attention_only_rates),
     Layout(**PVT_V1_LAYOUT, finalize=_attention_only_rates),
+    Layout(**RESNET_ACMIX_LAYOUT_ARGS),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Convert an official ACmix, Swin or PVT v1 checkpoint to mmacmix's layout.
+"""Convert an official ACmix (Swin, ResNet), Swin or PVT v1 checkpoint.
 
 Usage: python tools/model_converters/acmix_official.py SRC DST
 

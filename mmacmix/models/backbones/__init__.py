@@ -1,4 +1,5 @@
 from .pvt_acmix import PVTACmix
+from .resnet_acmix import ResNetACmix
 from .swin_acmix import SwinACmix
 
-__all__ = ['PVTACmix', 'SwinACmix']
+__all__ = ['PVTACmix', 'ResNetACmix', 'SwinACmix']

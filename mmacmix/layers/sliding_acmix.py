@@ -1,0 +1,415 @@
+"""ACmix with sliding-window attention, the operator of ResNet-ACmix.
+
+The official ResNet-ACmix computes its 7x7 sliding-window attention with
+``nn.Unfold``, which copies every key and value 49 times (and keeps several
+such copies for the backward pass). Here the attention is neighbourhood
+attention computed block by block with matrix products, in a custom autograd
+function that keeps nothing but its inputs and output for the backward pass.
+
+Two facts make this possible:
+
+* the official logit of key ``j`` for query ``i`` is
+  ``q_i . (k_j + pe_i - pe_j)``; ``q_i . pe_i`` is the same for every key of
+  query ``i`` and cancels in the softmax, so the attention is plain
+  neighbourhood attention over ``k - pe`` and ``v`` (both reflection padded);
+* the queries of a ``b x b`` block of output pixels all look into one
+  ``(s*(b-1) + 7)``-square "halo" of the padded keys, so one matrix product
+  per block gives all their logits (plus some outside their windows, which a
+  fixed mask removes).
+"""
+import functools
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .acmix import ACmixConvPath, MixingRates
+
+
+def _block_size(stride: int, head_dims: int) -> int:
+    """Query block side, the fastest measured on CPU: at stride 1, 4x4
+    queries (10x10 halos) for small heads, where the logits dominate, and
+    7x7 (13x13 halos) for larger ones; at stride 2, 4x4 (13x13 halos)."""
+    if stride == 1 and head_dims > 32:
+        return 7
+    return 4
+
+
+@functools.lru_cache(maxsize=32)
+def _outside_window(block: int, stride: int, kernel_size: int,
+                    device: torch.device) -> Tensor:
+    """``(block**2, halo**2)`` bool mask, True where a key of the halo lies
+    outside the window of a query of the block. Cached: a forward pass
+    creates no mask."""
+    with torch.inference_mode(False):
+        halo = stride * (block - 1) + kernel_size
+        queries = stride * torch.arange(block, device=device)
+        offset = torch.arange(halo, device=device)[None] - queries[:, None]
+        inside = (offset >= 0) & (offset < kernel_size)  # (block, halo)
+        inside = inside[:, None, :, None] & inside[None, :, None, :]
+        return ~inside.reshape(block * block, halo * halo)
+
+
+@functools.lru_cache(maxsize=64)
+def coordinate_grid(height: int, width: int, device: torch.device,
+                    dtype: torch.dtype) -> Tensor:
+    """``(1, 2, H, W)`` grid of pixel coordinates in [-1, 1], x (along the
+    width) first, then y: the input of the positional encoding. Cached."""
+    with torch.inference_mode(False):
+        xs = torch.linspace(-1, 1, width, device=device, dtype=dtype)
+        ys = torch.linspace(-1, 1, height, device=device, dtype=dtype)
+        return torch.stack([
+            xs[None].expand(height, width), ys[:, None].expand(height, width)
+        ])[None]
+
+
+class _Geometry:
+    """Sizes of the blocked computation for a ``(H, W)`` map."""
+
+    def __init__(self, height: int, width: int, head_dims: int,
+                 kernel_size: int, stride: int):
+        self.pad = kernel_size // 2
+        self.out_h = math.ceil(height / stride)
+        self.out_w = math.ceil(width / stride)
+        self.block = b = _block_size(stride, head_dims)
+        self.step = stride * b  # input pixels between blocks
+        self.halo = stride * (b - 1) + kernel_size
+        self.blocks_h = math.ceil(self.out_h / b)
+        self.blocks_w = math.ceil(self.out_w / b)
+        # parts of a halo that tile without overlap (for the backward fold)
+        self.parts = math.ceil(self.halo / self.step)
+        # padded map: the reflection-padded keys, then zeros that only
+        # blocked queries beyond the output ever see
+        self.map_h = (self.blocks_h + self.parts - 1) * self.step
+        self.map_w = (self.blocks_w + self.parts - 1) * self.step
+
+
+def _padded(x: Tensor, pe: Tensor, g: _Geometry) -> Tensor:
+    """``x - pe`` (pe may be None) reflection padded by ``g.pad`` and then
+    zero padded to ``(map_h, map_w)``, channels last:
+    ``(..., d, H, W) -> (N, map_h, map_w, d)``, ``N`` the leading dims
+    flattened."""
+    *lead, d, height, width = x.shape
+    p = g.pad
+    out = x.new_empty(*lead, g.map_h, g.map_w, d)
+    inner = out[..., p:p + height, p:p + width, :]
+    if pe is None:
+        inner.copy_(x.movedim(-3, -1))
+    else:
+        torch.sub(x.movedim(-3, -1), pe.movedim(-3, -1), out=inner)
+    out = out.flatten(0, -4)
+    # zeros right of and below the reflection padding
+    out[:, :, width + 2 * p:] = 0
+    out[:, height + 2 * p:, :width + 2 * p] = 0
+    # reflect rows, then columns (which fills the corners)
+    cols = slice(p, p + width)
+    for i in range(1, p + 1):
+        out[:, p - i, cols] = out[:, p + i, cols]
+        out[:, p + height - 1 + i, cols] = out[:, p + height - 1 - i, cols]
+    rows = slice(0, height + 2 * p)
+    for i in range(1, p + 1):
+        out[:, rows, p - i] = out[:, rows, p + i]
+        out[:, rows, p + width - 1 + i] = out[:, rows, p + width - 1 - i]
+    return out
+
+
+def _unpad(grad: Tensor, height: int, width: int, g: _Geometry) -> Tensor:
+    """Adjoint of :func:`_padded` (without ``pe``):
+    ``(N, map_h, map_w, d) -> (N, H, W, d)`` (a view), modifies ``grad``."""
+    p = g.pad
+    rows = slice(0, height + 2 * p)
+    for i in range(1, p + 1):
+        grad[:, rows, p + i] += grad[:, rows, p - i]
+        grad[:, rows, p + width - 1 - i] += grad[:, rows, p + width - 1 + i]
+    cols = slice(p, p + width)
+    for i in range(1, p + 1):
+        grad[:, p + i, cols] += grad[:, p - i, cols]
+        grad[:, p + height - 1 - i, cols] += grad[:, p + height - 1 + i, cols]
+    return grad[:, p:p + height, p:p + width]
+
+
+def _halos(padded: Tensor, g: _Geometry) -> Tensor:
+    """Every block's halo: ``(N, map_h, map_w, d) -> (N * blocks, halo**2,
+    d)``."""
+    d = padded.shape[-1]
+    halos = padded.unfold(1, g.halo, g.step).unfold(2, g.halo, g.step)
+    halos = halos[:, :g.blocks_h, :g.blocks_w]  # (N, bh, bw, d, halo, halo)
+    return halos.permute(0, 1, 2, 4, 5, 3).reshape(-1, g.halo**2, d)
+
+
+def _fold_halos(halos: Tensor, n: int, g: _Geometry) -> Tensor:
+    """Adjoint of :func:`_halos`: sum the halos back into the padded map."""
+    d = halos.shape[-1]
+    halos = halos.view(n, g.blocks_h, g.blocks_w, g.halo, g.halo, d)
+    out = halos.new_zeros(n, g.map_h, g.map_w, d)
+    t = g.step
+    for a in range(g.parts):
+        rows = slice(a * t, min((a + 1) * t, g.halo))
+        tile_h = out[:, a * t:(a + g.blocks_h) * t].view(
+            n, g.blocks_h, t, g.map_w, d)
+        for c in range(g.parts):
+            cols = slice(c * t, min((c + 1) * t, g.halo))
+            tile = tile_h[:, :, :, c * t:(c + g.blocks_w) * t].view(
+                n, g.blocks_h, t, g.blocks_w, t, d)
+            tile[:, :, :rows.stop - rows.start, :, :cols.stop -
+                 cols.start] += halos[:, :, :, rows, cols].permute(
+                     0, 1, 3, 2, 4, 5)
+    return out
+
+
+def _to_blocks(x: Tensor, g: _Geometry) -> Tensor:
+    """Output-sized ``(..., d, Ho, Wo)`` (any strides) to query blocks
+    ``(N * blocks, block**2, d)``, zero padded."""
+    b, d = g.block, x.shape[-3]
+    pad_h, pad_w = g.blocks_h * b - g.out_h, g.blocks_w * b - g.out_w
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    x = x.unflatten(-2, (g.blocks_h, b)).unflatten(-1, (g.blocks_w, b))
+    lead = x.dim() - 5  # (..., d, bh, b, bw, b)
+    x = x.permute(*range(lead), lead + 1, lead + 3, lead + 2, lead + 4, lead)
+    return x.reshape(-1, b * b, d)
+
+
+def _from_blocks(blocks: Tensor, out: Tensor, g: _Geometry) -> Tensor:
+    """Adjoint of :func:`_to_blocks`: copy ``(N * blocks, block**2, d)``
+    into ``out``, ``(..., d, Ho, Wo)`` (any strides)."""
+    b, d = g.block, blocks.shape[-1]
+    blocks = blocks.view(-1, g.blocks_h, g.blocks_w, b, b, d).permute(
+        0, 5, 1, 3, 2, 4).reshape(-1, d, g.blocks_h * b, g.blocks_w * b)
+    blocks = blocks.unflatten(0, out.shape[:-3])
+    return out.copy_(blocks[..., :g.out_h, :g.out_w])
+
+
+# elements of the logits of one chunk of the batch (about 8 MB in float32):
+# small enough to stay in cache and to bound the working memory
+_CHUNK_LOGITS = 2**21
+
+
+def _chunks(batch: int, heads: int, g: _Geometry):
+    """Slices of the batch processed together."""
+    per_sample = heads * g.blocks_h * g.blocks_w * g.block**2 * g.halo**2
+    size = max(1, _CHUNK_LOGITS // per_sample)
+    return [slice(i, min(i + size, batch)) for i in range(0, batch, size)]
+
+
+def _weights(queries, keys, g, stride, kernel_size):
+    logits = torch.bmm(queries, keys.transpose(1, 2))
+    mask = _outside_window(g.block, stride, kernel_size, queries.device)
+    return logits.masked_fill_(mask, float('-inf')).softmax(-1)
+
+
+class _SlidingWindowAttention(torch.autograd.Function):
+    """See :func:`sliding_window_attention`. Saves only its inputs (the
+    projections) and its output; the backward pass recomputes the attention
+    weights block by block. Works on chunks of the batch."""
+
+    @staticmethod
+    def forward(ctx, qkv, pe, kernel_size, stride, scale):
+        batch, _, d, height, width = qkv.shape
+        heads = qkv.shape[1] // 3
+        g = _Geometry(height, width, d, kernel_size, stride)
+        out = qkv.new_empty(batch, heads, d, g.out_h, g.out_w)
+        for part in _chunks(batch, heads, g):
+            q, k, v = qkv[part].chunk(3, 1)  # (b, heads, d, H, W) views
+            keys = _halos(_padded(k, pe, g), g)
+            values = _halos(_padded(v, None, g), g)
+            queries = _to_blocks(q[..., ::stride, ::stride], g).mul_(scale)
+            weights = _weights(queries, keys, g, stride, kernel_size)
+            _from_blocks(torch.bmm(weights, values), out[part], g)
+        ctx.save_for_backward(qkv, pe, out)
+        ctx.args = (kernel_size, stride, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qkv, pe, out = ctx.saved_tensors
+        kernel_size, stride, scale = ctx.args
+        batch, _, d, height, width = qkv.shape
+        heads = qkv.shape[1] // 3
+        g = _Geometry(height, width, d, kernel_size, stride)
+        grad_qkv = qkv.new_zeros(qkv.shape)
+        for part in _chunks(batch, heads, g):
+            q, k, v = qkv[part].chunk(3, 1)  # (b, heads, d, H, W) views
+            grad_q, grad_k, grad_v = grad_qkv[part].chunk(3, 1)
+            n = q.shape[:2].numel()
+            keys = _halos(_padded(k, pe, g), g)
+            values = _halos(_padded(v, None, g), g)
+            queries = _to_blocks(q[..., ::stride, ::stride], g).mul_(scale)
+            weights = _weights(queries, keys, g, stride, kernel_size)
+
+            grad_o = grad_out[part]
+            grad_blocks = _to_blocks(grad_o, g)
+            # softmax backward: dS = P * (dP - rowsum(dO * O))
+            row = (grad_o * out[part]).sum(-3, keepdim=True)
+            grad_logits = torch.bmm(grad_blocks, values.transpose(1, 2))
+            grad_logits = grad_logits.sub_(_to_blocks(row, g)).mul_(weights)
+            grad_values = torch.bmm(weights.transpose(1, 2), grad_blocks)
+            del weights, values
+            _from_blocks(
+                torch.bmm(grad_logits, keys).mul_(scale),
+                grad_q[..., ::stride, ::stride], g)
+            del keys
+            grad_keys = torch.bmm(grad_logits.transpose(1, 2), queries)
+            for grad, halos in ((grad_k, grad_keys), (grad_v, grad_values)):
+                grad.copy_(
+                    _unpad(_fold_halos(halos, n, g), height, width,
+                           g).permute(0, 3, 1, 2).unflatten(0, (-1, heads)))
+        grad_pe = None
+        if ctx.needs_input_grad[1]:
+            grad_k = grad_qkv[:, heads:2 * heads]
+            grad_pe = -grad_k.sum_to_size((1, 1) + pe.shape[1:]).view(
+                pe.shape)
+        return grad_qkv, grad_pe, None, None, None
+
+
+def sliding_window_attention(qkv: Tensor,
+                             pe: Tensor,
+                             kernel_size: int = 7,
+                             stride: int = 1,
+                             scale: float = 1.) -> Tensor:
+    """Sliding-window (neighbourhood) attention of ResNet-ACmix.
+
+    For the query at output pixel ``i`` (input pixel ``stride * i``), the
+    keys ``j`` are the ``kernel_size x kernel_size`` window centred on it in
+    the reflection-padded map, with logits ``scale * q_i . (k_j - pe_j)``;
+    the output is the softmax-weighted sum of the (reflection-padded) values
+    of the window. This equals the official
+    ``scale * q_i . (k_j + pe_i - pe_j)``, whose ``pe_i`` term cancels in the
+    softmax.
+
+    Computed block by block with matrix products, on chunks of the batch:
+    the working memory is bounded (a few MB per chunk) and the backward pass
+    keeps only the inputs and the output.
+
+    Args:
+        qkv (Tensor): ``(B, 3 * heads, d, H, W)`` (any strides), index
+            ``s * heads + h`` of dim 1 holding head ``h`` of the queries
+            (s=0), keys (s=1) and values (s=2), the layout of
+            :class:`ACmixConvPath`. Needs ``H, W > kernel_size // 2``
+            (reflection padding).
+        pe (Tensor): ``(1, d, H, W)`` positional encoding, shared by the
+            batch and the heads.
+        kernel_size (int): Window side (odd). Defaults to 7.
+        stride (int): Queries at every ``stride``-th pixel from the first;
+            the output is ``ceil(H / stride) x ceil(W / stride)``.
+            Defaults to 1.
+        scale (float): Factor on the queries. Defaults to 1.
+
+    Returns:
+        Tensor: ``(B, heads, d, Ho, Wo)``.
+    """
+    height, width = qkv.shape[-2:]
+    if min(height, width) <= kernel_size // 2:
+        raise ValueError(
+            f'sliding-window attention needs maps larger than kernel_size // '
+            f'2 = {kernel_size // 2} on both sides (reflection padding), got '
+            f'{height}x{width}')
+    if qkv.dim() != 5 or qkv.shape[1] % 3:
+        raise ValueError(f'expected qkv of shape (B, 3 * heads, d, H, W), '
+                         f'got {tuple(qkv.shape)}')
+    return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale)
+
+
+class SlidingACmix(nn.Module):
+    """ACmix operator with 7x7 sliding-window attention (ResNet-ACmix).
+
+    ``out = rate1 * attention(q, k, v) + rate2 * conv_path(q, k, v)`` where
+    ``q, k, v`` are 1x1 projections of the input (one convolution ``qkv``,
+    with bias) shared by both paths. The attention of every (strided) query
+    pixel covers the ``kernel_att x kernel_att`` window around it in the
+    reflection-padded keys and values, with a relative positional term from
+    a learnt encoding ``pos_enc`` of a [-1, 1] coordinate grid, as in the
+    official code (logit ``q_i . (k_j + pe_i - pe_j) / sqrt(head_dims)``).
+    The convolution path (:class:`ACmixConvPath`, no ``fc`` bias) has the
+    same stride.
+
+    With ``stride > 1`` the queries are the pixels ``0, stride, 2 * stride,
+    ...`` of each axis, so the output is ``ceil(H / stride) x
+    ceil(W / stride)`` for any size, odd ones included (the official code
+    fails on those), the same grid as the convolution path. The input must
+    be larger than ``kernel_att // 2`` on both sides (reflection padding).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels; divisible by ``num_heads``.
+        kernel_att (int): Attention window side (odd). Defaults to 7.
+        num_heads (int): Number of attention heads. Defaults to 4.
+        kernel_conv (int): Kernel size of the convolution path.
+            Defaults to 3.
+        stride (int): Stride of both paths. Defaults to 1.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_att: int = 7,
+                 num_heads: int = 4,
+                 kernel_conv: int = 3,
+                 stride: int = 1):
+        super().__init__()
+        if out_channels % num_heads:
+            raise ValueError(f'out_channels ({out_channels}) must be '
+                             f'divisible by num_heads ({num_heads})')
+        if kernel_att % 2 == 0 or kernel_att < 1:
+            raise ValueError(f'kernel_att must be odd, got {kernel_att}')
+        if stride < 1:
+            raise ValueError(f'stride must be positive, got {stride}')
+        self.out_channels = out_channels
+        self.num_heads = num_heads
+        self.head_dims = out_channels // num_heads
+        self.kernel_att = kernel_att
+        self.stride = stride
+        # stage I, shared by both paths: q, k, v (official conv1/2/3)
+        self.qkv = nn.Conv2d(in_channels, 3 * out_channels, 1)
+        # attention path: positional encoding (official conv_p)
+        self.pos_enc = nn.Conv2d(2, self.head_dims, 1)
+        # convolution path and mixing
+        self.conv = ACmixConvPath(
+            num_heads, self.head_dims, kernel_conv, stride, fc_bias=False)
+        self.rates = MixingRates()
+
+    def init_weights(self) -> None:
+        """Keep the shift kernels through mmengine's ``init_weights``."""
+        self.conv.init_weights()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
+        ceil(W / stride))``."""
+        if x.dim() != 4:
+            raise ValueError(f'expected a (B, C, H, W) input, got shape '
+                             f'{tuple(x.shape)}')
+        batch, _, height, width = x.shape
+        if min(height, width) <= self.kernel_att // 2:
+            raise ValueError(
+                f'SlidingACmix needs inputs larger than kernel_att // 2 = '
+                f'{self.kernel_att // 2} on both sides (reflection padding), '
+                f'got {height}x{width}')
+        heads, head_dims = self.num_heads, self.head_dims
+        qkv = self.qkv(x).view(batch, 3 * heads, head_dims, height, width)
+        attention = self._attend(qkv, self._position_encoding(height, width))
+        conv = self.conv(qkv)
+        return self.rates(attention.flatten(1, 2), conv)
+
+    def _position_encoding(self, height: int, width: int) -> Tensor:
+        """``pos_enc`` of the coordinate grid, ``(1, head_dims, H, W)``
+        (a matrix product: faster than a 1x1 convolution of 2 channels)."""
+        weight, bias = self.pos_enc.weight, self.pos_enc.bias
+        grid = coordinate_grid(height, width, weight.device, weight.dtype)
+        return torch.addmm(bias[:, None], weight.flatten(1),
+                           grid.view(2, -1)).view(1, -1, height, width)
+
+    def _attend(self, qkv: Tensor, pe: Tensor) -> Tensor:
+        """The attention path: projections ``(B, 3 * heads, head_dims, H,
+        W)`` and encoding ``(1, head_dims, H, W)`` to ``(B, heads,
+        head_dims, H', W')``."""
+        return sliding_window_attention(qkv, pe, self.kernel_att,
+                                        self.stride, self.head_dims**-0.5)
+
+    def extra_repr(self) -> str:
+        return (f'heads={self.num_heads}, head_dims={self.head_dims}, '
+                f'kernel_att={self.kernel_att}, stride={self.stride}')
+
+
+__all__ = ['SlidingACmix', 'sliding_window_attention', 'coordinate_grid']

@@ -1,0 +1,241 @@
+"""ResNet-ACmix: a bottleneck ResNet whose 3x3 convolutions are ACmix."""
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule, Sequential
+from mmengine.registry import MODELS
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmacmix.layers import ACmixConvPath
+from mmacmix.layers.sliding_acmix import SlidingACmix
+
+
+class ACmixBottleneck(BaseModule):
+    """torchvision-style (stride on the middle layer) bottleneck whose 3x3
+    convolution is a :class:`SlidingACmix`: 1x1 conv, ACmix, 1x1 conv, each
+    followed by a norm, with a residual connection.
+
+    Args:
+        in_channels (int): Input channels.
+        width (int): Channels of the ACmix operator; the block outputs
+            ``width * 4``.
+        stride (int): Stride of the ACmix operator (and of the shortcut).
+        kernel_att (int): Attention window side.
+        num_heads (int): Attention heads.
+        kernel_conv (int): Kernel size of the ACmix convolution path.
+        norm_cfg (dict): Config of the norm layers.
+        with_cp (bool): Use gradient checkpointing to save memory.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+    expansion = 4
+
+    def __init__(self,
+                 in_channels: int,
+                 width: int,
+                 stride: int,
+                 kernel_att: int,
+                 num_heads: int,
+                 kernel_conv: int,
+                 norm_cfg: dict,
+                 with_cp: bool,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        out_channels = width * self.expansion
+        self.with_cp = with_cp
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = build_norm_layer(norm_cfg, width)[1]
+        self.conv2 = SlidingACmix(width, width, kernel_att, num_heads,
+                                  kernel_conv, stride)
+        self.bn2 = build_norm_layer(norm_cfg, width)[1]
+        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.bn3 = build_norm_layer(norm_cfg, out_channels)[1]
+        self.relu = nn.ReLU(inplace=True)
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(
+                    in_channels, out_channels, 1, stride=stride, bias=False),
+                build_norm_layer(norm_cfg, out_channels)[1])
+        else:
+            self.downsample = None
+
+    def _residual(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and torch.is_grad_enabled():
+            out = cp.checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+@MODELS.register_module()
+class ResNetACmix(BaseModule):
+    """ResNet-ACmix (Pan et al., CVPR 2022), the authors' ResNet variant.
+
+    A torchvision-style bottleneck ResNet (7x7 stem with stride 2, 3x3
+    max-pool, four stages of strides 1, 2, 2, 2) whose 3x3 convolutions are
+    ACmix operators (:class:`mmacmix.layers.SlidingACmix`: 7x7 sliding-window
+    attention with 4 heads mixed with a 3x3 convolution path). With the
+    1000-class ``fc`` of mmpretrain's ``LinearClsHead`` the parameter counts
+    are the official ones: 10,487,816 (26), 14,410,896 (38) and
+    18,333,976 (50).
+
+    The interface is that of mmdet's/mmpretrain's ``ResNet``, so it serves
+    classification, detection and segmentation. It returns NCHW maps of
+    strides 4, 8, 16 and 32; sizes are rounded up at every stride-2 layer
+    (``ceil(H / 2)``), so any input size works, odd sizes included, as long
+    as every ACmix operator sees a map of at least 4x4 (reflection padding
+    of the 7x7 attention window): inputs of at least 97x97 pixels (49x49
+    for depth 26, whose last stage has a single block).
+
+    Args:
+        depth (int): 26, 38 or 50.
+        in_channels (int): Input channels. Defaults to 3.
+        stem_channels (int): Channels of the stem. Defaults to 64.
+        base_channels (int): Width of the first stage's ACmix (doubling
+            every stage); stage ``i`` outputs ``4 * base_channels * 2**i``
+            channels. Defaults to 64.
+        kernel_att (int): Attention window side. Defaults to 7.
+        num_heads (int): Attention heads. Defaults to 4.
+        kernel_conv (int): Kernel size of the ACmix convolution path.
+            Defaults to 3.
+        strides (Sequence[int]): Stride of each stage. Defaults to
+            (1, 2, 2, 2).
+        out_indices (Sequence[int]): Stages to output. Defaults to (3, ).
+        frozen_stages (int): Stages to freeze (eval mode, no gradients), with
+            the stem for 0 and above; -1 freezes nothing. Defaults to -1.
+        norm_cfg (dict): Config of the norm layers.
+            Defaults to ``dict(type='BN', requires_grad=True)``.
+        norm_eval (bool): Keep the norm layers in eval mode (frozen
+            statistics) during training. Defaults to False.
+        with_cp (bool): Use gradient checkpointing in every block.
+            Defaults to False.
+        init_cfg (dict | list[dict], optional): Initialization config, e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
+            for a checkpoint converted by
+            ``tools/model_converters/acmix_official.py``. Initialisers never
+            wipe the shift kernels of the convolution paths.
+            Defaults to None (the official initialisation).
+    """
+    arch_settings = {
+        26: (1, 2, 4, 1),
+        38: (2, 3, 5, 2),
+        50: (3, 4, 6, 3),
+    }
+
+    def __init__(self,
+                 depth: int,
+                 in_channels: int = 3,
+                 stem_channels: int = 64,
+                 base_channels: int = 64,
+                 kernel_att: int = 7,
+                 num_heads: int = 4,
+                 kernel_conv: int = 3,
+                 strides: Sequence[int] = (1, 2, 2, 2),
+                 out_indices: Sequence[int] = (3, ),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if depth not in self.arch_settings:
+            raise ValueError(f'invalid depth {depth} for ResNetACmix; '
+                             f'choose from {sorted(self.arch_settings)}')
+        stage_blocks = self.arch_settings[depth]
+        if len(strides) != len(stage_blocks):
+            raise ValueError(f'strides {strides} must have '
+                             f'{len(stage_blocks)} entries')
+        num_stages = len(stage_blocks)
+        if any(not -num_stages <= i < num_stages for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} out of range for '
+                             f'{num_stages} stages')
+        self.depth = depth
+        self.out_indices = [i % num_stages for i in out_indices]
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.conv1 = nn.Conv2d(
+            in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = build_norm_layer(norm_cfg, stem_channels)[1]
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        channels = stem_channels
+        self.res_layers = []
+        self.num_features = []
+        for i, (num_blocks, stride) in enumerate(zip(stage_blocks, strides)):
+            width = base_channels * 2**i
+            blocks = []
+            for j in range(num_blocks):
+                blocks.append(
+                    ACmixBottleneck(
+                        channels,
+                        width,
+                        stride if j == 0 else 1,
+                        kernel_att=kernel_att,
+                        num_heads=num_heads,
+                        kernel_conv=kernel_conv,
+                        norm_cfg=norm_cfg,
+                        with_cp=with_cp))
+                channels = width * ACmixBottleneck.expansion
+            self.add_module(f'layer{i + 1}', Sequential(*blocks))
+            self.res_layers.append(f'layer{i + 1}')
+            self.num_features.append(channels)
+
+        self._init_official_weights()
+        self._freeze_stages()
+
+    def _init_official_weights(self) -> None:
+        """Official initialisation: Kaiming (fan out) for convolutions, unit
+        norms; the ACmix convolution paths keep their own (PyTorch default
+        ``fc``, shift-kernel ``dep_conv``)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(
+                    m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (_BatchNorm, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, ACmixConvPath):
+                m.reset_parameters()
+
+    def _freeze_stages(self) -> None:
+        frozen = [self.conv1, self.bn1] if self.frozen_stages >= 0 else []
+        frozen += [
+            getattr(self, name) for name in self.res_layers[:max(
+                self.frozen_stages, 0)]
+        ]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: Tensor) -> tuple:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

@@ -1,0 +1,439 @@
+"""ResNet-ACmix: the sliding-window ACmix operator against the official
+reference data and the unfold oracle, the backbone, the converter of the
+official checkpoints, the configs, and a toy RetinaNet run."""
+import copy
+import math
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from acmix_oracle import (unfold_attention, unfold_qkv_attention,
+                          use_unfold_attention)
+from helpers import REPO_ROOT, printed_metrics, run_tool
+from mmacmix.layers.sliding_acmix import (SlidingACmix, coordinate_grid,
+                                          sliding_window_attention)
+from mmacmix.models.backbones.resnet_acmix import ResNetACmix
+from mmacmix.models.converters import (Layout, extract_state_dict,
+                                       load_official_checkpoint)
+from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
+                                                convert_acmix_module)
+
+CONFIGS = REPO_ROOT / 'configs'
+
+
+def _official_module(reference_dir, stride):
+    ref = torch.load(reference_dir / f'acmix_resnet_module_s{stride}.pth')
+    args = ref['args']
+    module = SlidingACmix(args['in_planes'], args['out_planes'],
+                          args['kernel_att'], args['head'],
+                          args['kernel_conv'], args['stride'])
+    module.load_state_dict(convert_acmix_module(ref['state_dict']))
+    return module.eval(), ref
+
+
+# ---------------------------------------------------------------------------
+# the operator
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('stride', [1, 2])
+def test_operator_equals_official_reference(reference_dir, stride):
+    module, ref = _official_module(reference_dir, stride)
+    assert ref['args']['stride'] == stride
+    with torch.no_grad():
+        out = module(ref['input'])
+    assert out.shape == ref['output'].shape
+    torch.testing.assert_close(out, ref['output'], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_operator_with_the_unfold_oracle_equals_reference(
+        reference_dir, stride):
+    """The oracle is the official formulation (``pe_i`` term included)."""
+    module, ref = _official_module(reference_dir, stride)
+    use_unfold_attention(module)
+    with torch.no_grad():
+        out = module(ref['input'])
+    torch.testing.assert_close(out, ref['output'], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('shape,stride', [
+    ((2, 2, 8, 14, 14), 1),
+    ((2, 2, 8, 16, 16), 2),
+    ((1, 3, 4, 15, 9), 2),   # odd sizes
+    ((2, 1, 4, 4, 5), 1),    # the smallest maps reflection allows
+    ((1, 2, 4, 5, 4), 2),
+    ((1, 2, 6, 23, 30), 1),  # several blocks, partial last ones
+    ((1, 1, 40, 17, 12), 1),  # the block size of larger heads
+    ((1, 2, 4, 21, 19), 3),
+])
+def test_fast_attention_matches_unfold_oracle(shape, stride):
+    """Values and gradients of all inputs, in float64; shape is
+    (B, heads, d, H, W)."""
+    torch.manual_seed(0)
+    batch, heads, d, height, width = shape
+    kwargs = dict(dtype=torch.float64, requires_grad=True)
+    qkv = torch.randn(batch, 3 * heads, d, height, width, **kwargs)
+    pe = torch.randn(1, d, height, width, **kwargs)
+    out = sliding_window_attention(qkv, pe, 7, stride, 0.3)
+    ref = unfold_qkv_attention(qkv, pe, 7, stride, 0.3)
+    assert out.shape == ref.shape == (batch, heads, d,
+                                      math.ceil(height / stride),
+                                      math.ceil(width / stride))
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-10)
+    grad = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (qkv, pe), grad)
+    ref_grads = torch.autograd.grad(ref, (qkv, pe), grad)
+    for got, expected in zip(grads, ref_grads):
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-10)
+
+
+def test_fast_attention_chunks_the_batch(monkeypatch):
+    """Chunks of the batch give the same values and gradients."""
+    from mmacmix.layers import sliding_acmix
+    torch.manual_seed(0)
+    qkv = torch.randn(5, 6, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    pe = torch.randn(1, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    results = []
+    for chunk_logits in (2**21, 1):  # the whole batch, one sample a chunk
+        monkeypatch.setattr(sliding_acmix, '_CHUNK_LOGITS', chunk_logits)
+        out = sliding_window_attention(qkv, pe, 7, 2, 0.5)
+        results.append((out, ) + torch.autograd.grad(out.sin().sum(),
+                                                     (qkv, pe)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_fast_attention_gradcheck():
+    torch.manual_seed(0)
+    kwargs = dict(dtype=torch.float64, requires_grad=True)
+    qkv = torch.randn(1, 6, 2, 6, 5, **kwargs)
+    pe = torch.randn(1, 2, 6, 5, **kwargs)
+    for stride in (1, 2):
+        assert torch.autograd.gradcheck(
+            lambda *t: sliding_window_attention(*t, 7, stride, 0.5),
+            (qkv, pe))
+
+
+def test_operator_matches_oracle_in_training_with_gradients():
+    """The whole module, float32: outputs and every parameter gradient."""
+    torch.manual_seed(0)
+    ours = SlidingACmix(16, 32, stride=2)
+    oracle = use_unfold_attention(copy.deepcopy(ours))
+    x = torch.randn(2, 16, 13, 11)
+    out, ref = ours(x), oracle(x)
+    assert out.shape == (2, 32, 7, 6)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), oracle.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4,
+                                   msg=name)
+
+
+def test_odd_sizes_with_stride_2():
+    """Odd inputs give ceil(H / 2) x ceil(W / 2) outputs: the queries are
+    the even pixels, the grid of the stride-2 convolution path."""
+    torch.manual_seed(0)
+    module = SlidingACmix(8, 8, stride=2).eval()
+    x = torch.randn(1, 8, 9, 15)
+    with torch.no_grad():
+        out = module(x)
+        assert out.shape == (1, 8, 5, 8)
+        # attention alone: the query of output (i, j) is input (2i, 2j),
+        # whose window is the same as at stride 1
+        module.rates.rate2.data.zero_()
+        dense = SlidingACmix(8, 8, stride=1).eval()
+        dense.load_state_dict(module.state_dict())
+        torch.testing.assert_close(module(x), dense(x)[:, :, ::2, ::2])
+
+
+def test_rates_reduce_to_either_path(reference_dir):
+    """rates (1, 0): the attention alone; (0, 1): the official convolution
+    path, computed here in the official layout (fc over the concatenated
+    q, k, v heads, d-major maps, grouped convolution)."""
+    module, ref = _official_module(reference_dir, 2)
+    x = ref['input']
+    heads, head_dims = module.num_heads, module.head_dims
+    sd = ref['state_dict']
+    with torch.no_grad():
+        module.rates.rate1.fill_(1)
+        module.rates.rate2.fill_(0)
+        qkv = [F.conv2d(x, sd[f'conv{i}.weight'], sd[f'conv{i}.bias'])
+               for i in (1, 2, 3)]
+        b, c, h, w = qkv[0].shape
+        pe = F.conv2d(coordinate_grid(h, w, x.device, x.dtype),
+                      sd['conv_p.weight'], sd['conv_p.bias'])
+        attention = unfold_attention(
+            *(t.reshape(b * heads, head_dims, h, w) for t in qkv), pe, 7, 2,
+            head_dims**-0.5).reshape(b, c, 8, 8)
+        torch.testing.assert_close(module(x), attention, atol=1e-5, rtol=0)
+
+        module.rates.rate1.fill_(0)
+        module.rates.rate2.fill_(1)
+        f_all = F.conv2d(
+            torch.cat([t.view(b, heads, head_dims, h * w) for t in qkv], 1),
+            sd['fc.weight'])  # (b, 9, head_dims, h * w)
+        f_conv = f_all.permute(0, 2, 1, 3).reshape(b, -1, h, w)
+        conv = F.conv2d(f_conv, sd['dep_conv.weight'], stride=2, padding=1,
+                        groups=head_dims)
+        torch.testing.assert_close(module(x), conv, atol=1e-5, rtol=0)
+
+
+def test_operator_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match='divisible'):
+        SlidingACmix(8, 10, num_heads=4)
+    with pytest.raises(ValueError, match='odd'):
+        SlidingACmix(8, 8, kernel_att=6)
+    with pytest.raises(ValueError, match='stride'):
+        SlidingACmix(8, 8, stride=0)
+    module = SlidingACmix(8, 8)
+    with pytest.raises(ValueError, match='larger than'):
+        module(torch.randn(1, 8, 3, 10))
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\)'):
+        module(torch.randn(8, 10, 10))
+    module(torch.randn(1, 8, 4, 4))  # the smallest size that works
+
+
+def test_shift_kernels_survive_init_weights():
+    model = ResNetACmix(
+        26,
+        base_channels=8,
+        stem_channels=8,
+        init_cfg=dict(type='Kaiming', layer='Conv2d'))
+    model.init_weights()
+    weight = model.layer1[0].conv2.conv.dep_conv.weight
+    expected = torch.zeros_like(weight)
+    taps = torch.arange(9)
+    expected[:, taps, taps // 3, taps % 3] = 1
+    torch.testing.assert_close(weight, expected)
+
+
+# ---------------------------------------------------------------------------
+# the backbone
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('depth,expected', [(26, 10_487_816),
+                                            (38, 14_410_896),
+                                            (50, 18_333_976)])
+def test_parameter_counts_equal_official(depth, expected):
+    model = ResNetACmix(depth)
+    fc = 2048 * 1000 + 1000  # the 1000-class classifier
+    assert sum(p.numel() for p in model.parameters()) + fc == expected
+
+
+def small_backbone(**kwargs):
+    return ResNetACmix(26, stem_channels=8, base_channels=4, **kwargs)
+
+
+def test_backbone_outputs_any_size():
+    model = small_backbone(out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 99, 130))
+    # ceil at the stem, the max-pool and every stride-2 stage
+    assert [o.shape for o in outs] == [(1, 16, 25, 33), (1, 32, 13, 17),
+                                      (1, 64, 7, 9), (1, 128, 4, 5)]
+    with pytest.raises(ValueError, match='larger than'):
+        model(torch.randn(1, 3, 32, 32))  # 2x2 at the last stage
+
+
+def test_backbone_bad_arguments():
+    with pytest.raises(ValueError, match='depth'):
+        ResNetACmix(18)
+    with pytest.raises(ValueError, match='out_indices'):
+        ResNetACmix(26, out_indices=(4, ))
+    with pytest.raises(ValueError, match='strides'):
+        ResNetACmix(26, strides=(1, 2, 2))
+
+
+def test_frozen_stages_and_norm_eval():
+    model = small_backbone(frozen_stages=1, norm_eval=True).train()
+    frozen = [model.conv1, model.bn1, model.layer1]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for p in model.layer2.parameters())
+    assert not model.layer1.training
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)
+    assert model.layer2[0].conv2.training  # only norms are in eval mode
+    model = small_backbone(norm_eval=False).train()
+    assert all(m.training for m in model.modules())
+
+
+def test_with_cp_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = small_backbone(out_indices=(1, 3)).train()
+    ckpt = small_backbone(out_indices=(1, 3), with_cp=True).train()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 112, 112)
+    grads = []
+    for model in (plain, ckpt):
+        outs = model(x)
+        sum(o.square().mean() for o in outs).backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_init_cfg_pretrained_loads_converted_weights(tmp_path):
+    source = small_backbone()
+    state = {'backbone.' + k: v for k, v in source.state_dict().items()}
+    torch.save(dict(state_dict=state), tmp_path / 'ckpt.pth')
+    model = small_backbone(init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'ckpt.pth'),
+        prefix='backbone.'))
+    model.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+
+
+# ---------------------------------------------------------------------------
+# the converter
+# ---------------------------------------------------------------------------
+def _official_key(ours: str) -> str:
+    """Our classifier key -> the official ResNet-ACmix key (for building a
+    synthetic official checkpoint independently of the converter)."""
+    for our_name, name in (('conv.fc.', 'fc.'),
+                           ('conv.dep_conv.', 'dep_conv.'), ('rates.', ''),
+                           ('pos_enc.', 'conv_p.'),
+                           ('head.fc.', 'fc.'), ('backbone.', '')):
+        ours = ours.replace(our_name, name)
+    return ours
+
+
+def _synthetic_official_checkpoint(reference_dir):
+    """An official-layout ResNet-ACmix-26 training checkpoint, saved from
+    DDP (``module.`` prefixes) with optimizer and scheduler states, whose
+    first ACmix operator is the reference module."""
+    torch.manual_seed(0)
+    model = ResNetACmix(26)
+    ref = torch.load(reference_dir / 'acmix_resnet_module_s1.pth')
+    official = OrderedDict()
+    for key, value in model.state_dict().items():
+        value = torch.randn_like(value.float()).to(value.dtype)
+        if '.qkv.' in key:
+            for i, part in enumerate(value.chunk(3), 1):
+                official[key.replace('qkv.', f'conv{i}.')] = part
+        elif key.endswith('conv.fc.weight'):
+            official[key] = value[..., None, None]  # Conv2d(12, 9, 1)
+        else:
+            official[key] = value
+    official = OrderedDict((_official_key(k), v) for k, v in official.items())
+    for key, value in ref['state_dict'].items():
+        assert official['layer1.0.conv2.' + key].shape == value.shape, key
+        official['layer1.0.conv2.' + key] = value
+    official['fc.weight'] = torch.randn(1000, 2048)
+    official['fc.bias'] = torch.randn(1000)
+    checkpoint = dict(
+        state_dict=OrderedDict(('module.' + k, v)
+                               for k, v in official.items()),
+        optimizer=dict(state={}, param_groups=[dict(lr=0.1, momentum=0.9)]),
+        scheduler=dict(last_epoch=99, base_lrs=[0.1]),
+        epoch=100)
+    return checkpoint, official, ref
+
+
+def test_converter_official_training_checkpoint(reference_dir, tmp_path):
+    checkpoint, official, ref = _synthetic_official_checkpoint(reference_dir)
+    torch.save(checkpoint, tmp_path / 'official.pth')
+    layout = Layout(**RESNET_ACMIX_LAYOUT_ARGS)
+
+    state = extract_state_dict(load_official_checkpoint(tmp_path /
+                                                        'official.pth'))
+    assert list(state) == list(official)  # no module., nothing else
+    assert layout.check(state) == ([], [])
+    converted = layout.convert(state)
+
+    from mmpretrain.models import ImageClassifier
+    classifier = ImageClassifier(
+        backbone=dict(type='ResNetACmix', depth=26),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048))
+    classifier.load_state_dict(converted, strict=True)
+    backbone = classifier.backbone
+    torch.testing.assert_close(backbone.conv1.weight, official['conv1.weight'])
+    torch.testing.assert_close(
+        backbone.layer3[1].conv2.qkv.bias,
+        torch.cat([official[f'layer3.1.conv2.conv{i}.bias']
+                   for i in (1, 2, 3)]))
+    torch.testing.assert_close(classifier.head.fc.weight,
+                               official['fc.weight'])
+    # the reference operator, converted inside the full checkpoint
+    with torch.no_grad():
+        out = backbone.layer1[0].conv2.eval()(ref['input'])
+    torch.testing.assert_close(out, ref['output'], atol=1e-4, rtol=0)
+
+
+def test_converter_reports_missing_and_unexpected_keys(reference_dir):
+    _, official, _ = _synthetic_official_checkpoint(reference_dir)
+    layout = Layout(**RESNET_ACMIX_LAYOUT_ARGS)
+    broken = OrderedDict(official)
+    del broken['layer2.1.conv2.conv_p.weight']
+    broken['layer1.0.conv2.dep_conv.bias'] = torch.zeros(64)
+    missing, unexpected = layout.check(broken)
+    assert missing == ['layer2.1.conv2.conv_p.weight']
+    assert unexpected == ['layer1.0.conv2.dep_conv.bias']
+
+
+def test_convert_acmix_module_rejects_unknown_keys(reference_dir):
+    ref = torch.load(reference_dir / 'acmix_resnet_module_s1.pth')
+    state = dict(ref['state_dict'], extra=torch.zeros(1))
+    with pytest.raises(KeyError, match='extra'):
+        convert_acmix_module(state)
+
+
+# ---------------------------------------------------------------------------
+# configs and a toy run
+# ---------------------------------------------------------------------------
+def test_classification_configs_build():
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    for depth, params in ((26, 10_487_816), (38, 14_410_896),
+                          (50, 18_333_976)):
+        cfg = Config.fromfile(CONFIGS / f'resnet_acmix_{depth}_in1k.py')
+        assert cfg.custom_imports.imports == ['mmacmix']
+        assert cfg.optim_wrapper.optimizer.type == 'SGD'
+        assert cfg.optim_wrapper.optimizer.lr == 0.1
+        assert cfg.train_cfg.max_epochs == 100
+        assert cfg.train_dataloader.batch_size * 8 == 256
+        assert cfg.param_scheduler.type == 'CosineAnnealingLR'
+        assert cfg.model.head.loss.label_smooth_val == 0.1
+        model = MODELS.build(cfg.model)
+        assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_retinanet_config_builds_and_runs():
+    from mmengine.config import Config
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(CONFIGS / 'retinanet_resnet_acmix_50_1x_coco.py')
+    assert cfg.custom_imports == dict(imports=['mmacmix'],
+                                      allow_failed_imports=False)
+    assert cfg.optim_wrapper.optimizer.type == 'SGD'
+    assert cfg.optim_wrapper.optimizer.lr == 0.01
+    assert cfg.train_cfg.max_epochs == 12
+    warmup = cfg.param_scheduler[0]
+    assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR', False,
+                                                          500)
+    assert cfg.model.backbone.type == 'ResNetACmix'
+    assert cfg.model.backbone.depth == 50
+    assert 'style' not in cfg.model.backbone  # the stock ResNet's, deleted
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 128, 160))
+    assert [f.shape[1] for f in feats] == [256] * 5
+
+
+def test_toy_retinanet_trains_and_evaluates(toy_workspace):
+    config = CONFIGS / 'toy/retinanet_resnet_acmix_toy_coco.py'
+    work_dir = toy_workspace / 'work_dirs/retinanet_resnet_acmix'
+    # one epoch of one iteration (4 images), then validation
+    run_tool(['train.py', config, '--work-dir', work_dir, '--cfg-options',
+              'train_dataloader.dataset.indices=4'], cwd=toy_workspace)
+    ckpt = work_dir / 'epoch_1.pth'
+    assert ckpt.is_file()
+    proc = run_tool(['test.py', config, ckpt, '--work-dir',
+                     toy_workspace / 'work_dirs/retinanet_resnet_acmix_test'],
+                    cwd=toy_workspace)
+    metrics = printed_metrics(proc)
+    assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0

@@ -1,0 +1,223 @@
+"""ResNet-ACmix: our sliding-window attention vs the official ``nn.Unfold``
+formulation, side by side.
+
+Both variants are the same ResNet-ACmix classifier (backbone, global average
+pool, 1000-class fc, cross-entropy, SGD with momentum) with the same
+weights; only the attention of the ACmix operators differs (the unfold one
+is the tests' oracle, ``tests/acmix_oracle.py``).
+
+* Time: one process, warm-up steps, then ``--runs`` alternated train steps
+  (forward + backward + optimizer step) of each variant; median and spread,
+  and the ratio unfold / ours. Alternating makes the ratio robust to load
+  from other processes; the absolute times are not.
+* Peak memory: one fresh process per variant, which runs ``--mem-steps``
+  train steps and reports its peak RSS (``getrusage``), and the peak over
+  the RSS it had before the first step (model, optimizer and input built).
+
+Usage:
+    python tools/analysis/benchmark_resnet_acmix.py [--depth 50] \
+        [--batch 4] [--size 224] [--runs 5] [--out result.json]
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+sys.path[:0] = [ROOT, osp.join(ROOT, 'tests')]
+
+import mmacmix  # noqa: E402,F401  (before torchvision can be imported)
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from mmacmix.models.backbones.resnet_acmix import ResNetACmix  # noqa: E402
+
+VARIANTS = ('ours', 'unfold')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--depth', type=int, default=50, choices=(26, 38, 50))
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed train steps per variant (alternated)')
+    parser.add_argument('--warmup', type=int, default=1,
+                        help='untimed train steps per variant first')
+    parser.add_argument('--mem-steps', type=int, default=2,
+                        help='train steps of each peak-memory process')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch threads (default: torch\'s choice)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='both models and the input in channels-last '
+                        'memory format')
+    parser.add_argument('--skip-memory', action='store_true')
+    parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument('--memory-child', choices=VARIANTS,
+                        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+class Classifier(nn.Module):
+
+    def __init__(self, depth):
+        super().__init__()
+        self.backbone = ResNetACmix(depth)
+        self.fc = nn.Linear(self.backbone.num_features[-1], 1000)
+
+    def forward(self, x):
+        return self.fc(self.backbone(x)[-1].mean((2, 3)))
+
+
+def build(variant, depth, channels_last=False):
+    torch.manual_seed(0)
+    model = Classifier(depth).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if variant == 'unfold':
+        from acmix_oracle import use_unfold_attention
+        use_unfold_attention(model)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    return model, optimizer
+
+
+def make_batch(args):
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(
+        args.batch, 3, args.size, args.size, generator=generator)
+    if args.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (args.batch, ), generator=generator)
+    return images, labels
+
+
+def train_step(model, optimizer, images, labels):
+    optimizer.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def peak_rss_mib():
+    """Peak RSS of this process (``VmHWM``; unlike ``ru_maxrss`` it does
+    not include the RSS of the parent at the fork)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib():
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def memory_child(args):
+    model, optimizer = build(args.memory_child, args.depth,
+                             args.channels_last)
+    images, labels = make_batch(args)
+    before = current_rss_mib()
+    for _ in range(args.mem_steps):
+        train_step(model, optimizer, images, labels)
+    peak = peak_rss_mib()
+    print(json.dumps(dict(peak_rss_mib=peak, rss_before_mib=before,
+                          peak_increase_mib=peak - before)))
+
+
+def measure_memory(args, variant):
+    cmd = [sys.executable, __file__, '--memory-child', variant,
+           '--depth', str(args.depth), '--batch', str(args.batch),
+           '--size', str(args.size), '--mem-steps', str(args.mem_steps)]
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+    if args.channels_last:
+        cmd.append('--channels-last')
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summary(times):
+    return dict(median_s=statistics.median(times), min_s=min(times),
+                max_s=max(times), runs_s=times)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        return memory_child(args)
+
+    images, labels = make_batch(args)
+    models = {
+        variant: build(variant, args.depth, args.channels_last)
+        for variant in VARIANTS
+    }
+    # same weights, so both variants compute the same thing
+    models['unfold'][0].load_state_dict(models['ours'][0].state_dict())
+    print(f'ResNet-ACmix-{args.depth}, batch {args.batch}, '
+          f'{args.size}x{args.size}, {torch.get_num_threads()} threads, '
+          f'train step = forward + backward + SGD step', flush=True)
+
+    times = {variant: [] for variant in VARIANTS}
+    for step in range(args.warmup + args.runs):
+        for variant in VARIANTS:
+            start = time.perf_counter()
+            train_step(*models[variant], images, labels)
+            elapsed = time.perf_counter() - start
+            if step >= args.warmup:
+                times[variant].append(elapsed)
+            run = step - args.warmup + 1
+            tag = 'warm-up' if run < 1 else f'run {run}/{args.runs}'
+            print(f'  {tag}: {variant} {elapsed:.2f} s', flush=True)
+    del models
+
+    result = dict(
+        depth=args.depth, batch=args.batch, size=args.size,
+        threads=torch.get_num_threads(), torch=torch.__version__,
+        machine=platform.processor() or platform.machine(),
+        time={variant: summary(times[variant]) for variant in VARIANTS})
+    # medians (the goal) and minima (the least disturbed runs, telling on
+    # a loaded machine)
+    for stat, key in (('median', 'speedup'), ('min', 'speedup_min')):
+        ours = result['time']['ours'][f'{stat}_s']
+        unfold = result['time']['unfold'][f'{stat}_s']
+        result[key] = unfold / ours
+        print(f'train step {stat}: ours {ours:.2f} s, unfold {unfold:.2f} s '
+              f'-> {result[key]:.2f}x faster', flush=True)
+
+    if not args.skip_memory:
+        memory = {variant: measure_memory(args, variant)
+                  for variant in VARIANTS}
+        result['memory'] = memory
+        result['memory_ratio'] = (memory['unfold']['peak_rss_mib'] /
+                                  memory['ours']['peak_rss_mib'])
+        result['memory_increase_ratio'] = (
+            memory['unfold']['peak_increase_mib'] /
+            memory['ours']['peak_increase_mib'])
+        for variant in VARIANTS:
+            m = memory[variant]
+            print(f"peak RSS {variant}: {m['peak_rss_mib']:.0f} MiB "
+                  f"(+{m['peak_increase_mib']:.0f} MiB over "
+                  f"{m['rss_before_mib']:.0f} MiB before training)")
+        print(f"peak RSS ratio unfold / ours: {result['memory_ratio']:.2f}x "
+              f"(increase over the pre-training RSS: "
+              f"{result['memory_increase_ratio']:.2f}x)")
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.out}')
+    return result
+
+
+if __name__ == '__main__':
+    main()
