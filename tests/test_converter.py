@@ -160,7 +160,10 @@ def test_unknown_layout_names_missing_and_unexpected_keys(official_ckpt):
     assert 'missing keys: 1 (layers.1.blocks.0.attn.dep_conv.weight)' in message
     assert 'unexpected keys: 1 (extra.weight)' in message
 
-    with pytest.raises(ConversionError, match='patch_embed.proj.weight'):
+    # a ResNet stem alone: the closest layout and what it lacks, by name
+    with pytest.raises(ConversionError,
+                       match=r"Closest is 'resnet_acmix_official': missing "
+                       r'keys: 3 \(bn1.weight, fc.weight, fc.bias\)'):
         convert_state_dict({'conv1.weight': torch.zeros(1)})
 
 

@@ -137,6 +137,11 @@ def test_dist_train_two_cpu_processes(det_run, toy_workspace):
     # two processes with batch 4 each: half the iterations per epoch
     assert _plain_load(work_dir / 'epoch_1.pth')['meta']['iter'] == (
         ITERS_PER_EPOCH // 2)
+    # and dist_test.sh evaluates it with 2 processes
+    proc = run_tool(['dist_test.sh', DET, work_dir / 'epoch_1.pth', 2,
+                     '--work-dir', work_dir], cwd=toy_workspace,
+                    PORT='29612')
+    assert 0.0 <= printed_metrics(proc)['coco/segm_mAP'] <= 1.0
 
 
 def test_dist_train_two_simulated_nodes(det_run, toy_workspace):
