@@ -6,14 +6,14 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
-from .swin_acmix import Mlp, drop_path
+
+from .common import Mlp, PreNormBlock, freeze
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
@@ -34,7 +34,7 @@ class PatchEmbed(nn.Module):
         return self.norm(self.projection(x).permute(0, 2, 3, 1))
 
 
-class PVTACmixBlock(BaseModule):
+class PVTACmixBlock(PreNormBlock):
     """Pre-norm PVT block whose spatial-reduction attention is
     :class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`.
 
@@ -64,9 +64,7 @@ class PVTACmixBlock(BaseModule):
                  kernel_conv: int,
                  with_cp: bool,
                  init_cfg=None):
-        super().__init__(init_cfg)
-        self.drop_path_rate = drop_path_rate
-        self.with_cp = with_cp
+        super().__init__(drop_path_rate, with_cp, init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
         self.attn = SpatialReductionACmix(
             embed_dims,
@@ -79,18 +77,6 @@ class PVTACmixBlock(BaseModule):
         self.drop = nn.Dropout(drop_rate)
         self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
-
-    def _forward(self, x: Tensor) -> Tensor:
-        x = x + drop_path(
-            self.drop(self.attn(self.norm1(x))), self.drop_path_rate,
-            self.training)
-        return x + drop_path(
-            self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
 
 
 class PVTACmixStage(BaseModule):
@@ -336,10 +322,7 @@ class PVTACmix(BaseModule):
             frozen.append(self.stages[i])
             if self.out_norms and i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze(frozen)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -13,6 +13,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sliding_acmix import SlidingACmix
 
+from .common import freeze
+
 
 class ACmixBottleneck(BaseModule):
     """torchvision-style (stride on the middle layer) bottleneck whose 3x3
@@ -217,10 +219,7 @@ class ResNetACmix(BaseModule):
             getattr(self, name) for name in self.res_layers[:max(
                 self.frozen_stages, 0)]
         ]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze(frozen)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -4,35 +4,13 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from mmacmix.layers import ACmixConvPath, WindowACmix
 
-
-def drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
-    """Stochastic depth: drop whole residual branches per sample."""
-    if rate == 0. or not training:
-        return x
-    keep = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(
-        1 - rate)
-    return x * keep / (1 - rate)
-
-
-class Mlp(nn.Module):
-    """Linear, GELU, Linear, with dropout after each Linear."""
-
-    def __init__(self, embed_dims: int, hidden_dims: int, drop: float = 0.):
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+from .common import Mlp, PreNormBlock, freeze
 
 
 class PatchEmbed(nn.Module):
@@ -77,7 +55,7 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-class SwinACmixBlock(BaseModule):
+class SwinACmixBlock(PreNormBlock):
     """Pre-norm Swin block whose window attention is :class:`WindowACmix`.
 
     Args:
@@ -108,9 +86,7 @@ class SwinACmixBlock(BaseModule):
                  kernel_conv: int,
                  with_cp: bool,
                  init_cfg=None):
-        super().__init__(init_cfg)
-        self.drop_path_rate = drop_path_rate
-        self.with_cp = with_cp
+        super().__init__(drop_path_rate, with_cp, init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = WindowACmix(
             embed_dims,
@@ -123,18 +99,6 @@ class SwinACmixBlock(BaseModule):
         self.drop = nn.Dropout(drop_rate)
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
-
-    def _forward(self, x: Tensor) -> Tensor:
-        x = x + drop_path(
-            self.drop(self.attn(self.norm1(x))), self.drop_path_rate,
-            self.training)
-        return x + drop_path(
-            self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
 
 
 class SwinACmixStage(BaseModule):
@@ -339,10 +303,7 @@ class SwinACmix(BaseModule):
             frozen.append(self.stages[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze(frozen)
 
     def train(self, mode: bool = True):
         super().train(mode)
