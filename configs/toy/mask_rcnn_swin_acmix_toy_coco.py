@@ -37,3 +37,5 @@ optim_wrapper = dict(
 default_hooks = dict(logger=dict(interval=5),
                      checkpoint=dict(interval=1, max_keep_ckpts=2))
 log_processor = dict(window_size=5)
+# a fixed seed: the demo's mAP is reproducible (change it with --cfg-options)
+randomness = dict(seed=0)
