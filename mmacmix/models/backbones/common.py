@@ -1,10 +1,12 @@
 """Pieces the backbone families share."""
-from typing import Iterable
+from typing import Callable, Iterable, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch import Tensor
+
+from mmacmix.layers import ACmixConvPath
 
 
 def drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
@@ -67,3 +69,43 @@ def freeze(modules: Iterable[nn.Module]) -> None:
         module.eval()
         for param in module.parameters():
             param.requires_grad = False
+
+
+def resolve_arch(arch: Union[str, dict], arch_zoo: dict, required: set,
+                 owner: str) -> dict:
+    """An ``arch_zoo`` entry by (case-insensitive) name, or a custom dict
+    with exactly the ``required`` keys whose per-stage lists share one
+    length."""
+    if isinstance(arch, str):
+        if arch.lower() not in arch_zoo:
+            raise ValueError(f'Unknown arch {arch!r} for {owner}; choose '
+                             f'from {sorted(arch_zoo)} or pass a dict')
+        return arch_zoo[arch.lower()]
+    if not isinstance(arch, dict) or set(arch) != required:
+        raise ValueError(f'A custom arch must be a dict with exactly the '
+                         f'keys {sorted(required)}, got {arch!r}')
+    lengths = {len(v) for v in arch.values() if isinstance(v, (list, tuple))}
+    if len(lengths) > 1:
+        raise ValueError(f'The arch entries differ in length: {arch!r}')
+    return arch
+
+
+def init_transformer_weights(model: nn.Module,
+                             init_other: Callable[[nn.Module], None]) -> None:
+    """Swin's and PVT's initialisation: truncated-normal ``Linear``, unit
+    ``LayerNorm``, ``init_other`` for every other module (position tables),
+    in module order; the ACmix convolution paths keep their own
+    (PyTorch-default ``fc``, shift-kernel ``dep_conv``)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        else:
+            init_other(m)
+    for m in model.modules():
+        if isinstance(m, ACmixConvPath):
+            m.reset_parameters()

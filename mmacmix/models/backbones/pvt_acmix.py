@@ -10,10 +10,10 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 
-from .common import Mlp, PreNormBlock, freeze
+from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
+                     resolve_arch)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
@@ -278,40 +278,21 @@ class PVTACmix(BaseModule):
         self._freeze_stages()
 
     def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown arch {arch!r} for PVTACmix; '
-                                 f'choose from {sorted(self.arch_zoo)} or '
-                                 'pass a dict')
-            return self.arch_zoo[arch.lower()]
-        required = {
-            'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'
-        }
-        if not isinstance(arch, dict) or set(arch) != required:
-            raise ValueError(f'A custom arch must be a dict with exactly the '
-                             f'keys {sorted(required)}, got {arch!r}')
-        if len({len(value) for value in arch.values()}) != 1:
-            raise ValueError(f'The arch entries differ in length: {arch!r}')
-        return arch
+        return resolve_arch(
+            arch, self.arch_zoo,
+            {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},
+            'PVTACmix')
 
     def _init_pvt_weights(self) -> None:
         """PVT's initialisation (truncated-normal Linear and position
         embeddings, unit LayerNorm, PyTorch-default convolutions); the ACmix
         convolution paths keep their own (PyTorch-default ``fc``,
         shift-kernel ``dep_conv``)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, PVTACmixStage):
+        def init_pos_embed(m):
+            if isinstance(m, PVTACmixStage):
                 nn.init.trunc_normal_(m.pos_embed, std=.02)
-        for m in self.modules():
-            if isinstance(m, ACmixConvPath):
-                m.reset_parameters()
+
+        init_transformer_weights(self, init_pos_embed)
 
     def _freeze_stages(self) -> None:
         frozen = []

@@ -8,9 +8,10 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmacmix.layers import ACmixConvPath, WindowACmix
+from mmacmix.layers import WindowACmix
 
-from .common import Mlp, PreNormBlock, freeze
+from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
+                     resolve_arch)
 
 
 class PatchEmbed(nn.Module):
@@ -260,36 +261,18 @@ class SwinACmix(BaseModule):
         self._freeze_stages()
 
     def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Unknown arch {arch!r} for SwinACmix; '
-                                 f'choose from {sorted(self.arch_zoo)} or '
-                                 'pass a dict')
-            return self.arch_zoo[arch.lower()]
-        required = {'embed_dims', 'depths', 'num_heads'}
-        if not isinstance(arch, dict) or set(arch) != required:
-            raise ValueError(f'A custom arch must be a dict with exactly the '
-                             f'keys {sorted(required)}, got {arch!r}')
-        if len(arch['depths']) != len(arch['num_heads']):
-            raise ValueError('arch depths and num_heads differ in length')
-        return arch
+        return resolve_arch(arch, self.arch_zoo,
+                            {'embed_dims', 'depths', 'num_heads'},
+                            'SwinACmix')
 
     def _init_swin_weights(self) -> None:
         """Official Swin initialisation; the ACmix convolution paths keep
         their own (PyTorch default ``fc``, shift-kernel ``dep_conv``)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, WindowACmix):
+        def init_bias_table(m):
+            if isinstance(m, WindowACmix):
                 nn.init.trunc_normal_(m.relative_position_bias_table, std=.02)
-        for m in self.modules():
-            if isinstance(m, ACmixConvPath):
-                m.reset_parameters()
+
+        init_transformer_weights(self, init_bias_table)
         if self.absolute_pos_embed is not None:
             nn.init.trunc_normal_(self.absolute_pos_embed, std=.02)
 
