@@ -10,7 +10,8 @@ import os
 from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.runner import add_common_args, build_runner, load_config
+from mmacmix.utils.runner import (add_common_args, build_runner,
+                                  close_distributed, load_config)
 
 
 def parse_args():
@@ -40,6 +41,7 @@ def main():
         # one machine-readable line, for scripts and the tests
         print('metrics: ' + json.dumps({k: float(v)
                                         for k, v in metrics.items()}))
+    close_distributed()
 
 
 if __name__ == '__main__':

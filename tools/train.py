@@ -7,7 +7,8 @@ import argparse
 import os
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.runner import add_common_args, build_runner, load_config
+from mmacmix.utils.runner import (add_common_args, build_runner,
+                                  close_distributed, load_config)
 
 
 def parse_args():
@@ -36,6 +37,7 @@ def main():
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
     build_runner(cfg).train()
+    close_distributed()
 
 
 if __name__ == '__main__':

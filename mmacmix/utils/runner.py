@@ -2,6 +2,7 @@
 mmdet, mmseg or mmpretrain and building its runner in its own scope."""
 import os.path as osp
 
+import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
@@ -41,3 +42,12 @@ def build_runner(cfg) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def close_distributed() -> None:
+    """End the process group once every rank is done. Left to interpreter
+    shutdown, gloo's worker threads can abort the process ("terminate called
+    without an active exception") after a run that succeeded."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
