@@ -124,3 +124,35 @@ def test_fused_attention_counted_like_explicit_matmuls():
     assert plain.total() == 0
     assert complexity(fused, qkv)[0] == 2 * b * heads * n * n * d
     assert complexity(explicit, qkv)[0] == 2 * b * heads * n * n * d
+
+
+def test_sliding_window_attention_counted():
+    """ResNet-ACmix's sliding-window attention (a custom autograd op that
+    mmengine cannot see into) counts 2 * 7*7 * head_dims multiply-adds per
+    output pixel and head, and two chained operators (the second reuses
+    what the first cached) match a hand count: the 1x1 qkv projection, the
+    2 -> head_dims positional encoding, the attention at the strided
+    queries, the conv path's fc (3*heads -> 9 maps) and its 3x3 group
+    convolution."""
+    from mmacmix.layers import SlidingACmix
+    b, heads = 2, 4
+
+    def hand_count(c_in, c_out, h, w, stride):
+        d = c_out // heads
+        ho, wo = -(-h // stride), -(-w // stride)
+        projections = b * h * w * c_in * 3 * c_out
+        pos_enc = h * w * 2 * d
+        attention = 2 * b * heads * ho * wo * 7 * 7 * d
+        fc = b * h * w * d * 3 * heads * 9
+        group_conv = b * ho * wo * c_out * 9 * 9
+        return projections + pos_enc + attention + fc + group_conv
+
+    h, w = 15, 13
+    for stride in (1, 2):
+        net = nn.Sequential(
+            SlidingACmix(16, 32, num_heads=heads, stride=stride),
+            SlidingACmix(32, 32, num_heads=heads))
+        flops, _ = complexity(net, (torch.randn(b, 16, h, w), ))
+        ho, wo = -(-h // stride), -(-w // stride)
+        assert flops == (hand_count(16, 32, h, w, stride)
+                         + hand_count(32, 32, ho, wo, 1)), stride

@@ -37,12 +37,20 @@ def _block_size(stride: int, head_dims: int) -> int:
     return 4
 
 
-@functools.lru_cache(maxsize=32)
 def _outside_window(block: int, stride: int, kernel_size: int,
                     device: torch.device) -> Tensor:
     """``(block**2, halo**2)`` bool mask, True where a key of the halo lies
-    outside the window of a query of the block. Cached: a forward pass
-    creates no mask."""
+    outside the window of a query of the block. Cached, so a forward pass
+    creates no mask; except under the JIT tracer (the FLOPs counter), where
+    a tensor made inside one traced autograd Function cannot be reused by
+    the next one."""
+    if torch.jit.is_tracing():
+        return _window_mask(block, stride, kernel_size, device)
+    return _cached_window_mask(block, stride, kernel_size, device)
+
+
+def _window_mask(block: int, stride: int, kernel_size: int,
+                 device: torch.device) -> Tensor:
     with torch.inference_mode(False):
         halo = stride * (block - 1) + kernel_size
         queries = stride * torch.arange(block, device=device)
@@ -50,6 +58,9 @@ def _outside_window(block: int, stride: int, kernel_size: int,
         inside = (offset >= 0) & (offset < kernel_size)  # (block, halo)
         inside = inside[:, None, :, None] & inside[None, :, None, :]
         return ~inside.reshape(block * block, halo * halo)
+
+
+_cached_window_mask = functools.lru_cache(maxsize=32)(_window_mask)
 
 
 @functools.lru_cache(maxsize=64)
