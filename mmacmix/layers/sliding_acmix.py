@@ -106,10 +106,9 @@ def _padded(x: Tensor, pe: Tensor, g: _Geometry) -> Tensor:
     p = g.pad
     out = x.new_empty(*lead, g.map_h, g.map_w, d)
     inner = out[..., p:p + height, p:p + width, :]
-    if pe is None:
-        inner.copy_(x.movedim(-3, -1))
-    else:
-        torch.sub(x.movedim(-3, -1), pe.movedim(-3, -1), out=inner)
+    inner.copy_(x.movedim(-3, -1))
+    if pe is not None:
+        inner.sub_(pe.movedim(-3, -1))
     out = out.flatten(0, -4)
     # zeros right of and below the reflection padding
     out[:, :, width + 2 * p:] = 0

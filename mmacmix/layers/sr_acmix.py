@@ -1,4 +1,5 @@
 """ACmix with spatial-reduction attention, the operator of PVT-ACmix."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,6 +28,12 @@ def upsample_to_patches(kv: Tensor, ratio: int, height: int,
             (0, width - cols * ratio, 0, height - rows * ratio),
             mode='replicate').permute(0, 2, 3, 1)
     return up
+
+
+def heads_last(x: Tensor, head_dims: int) -> Tensor:
+    """``(..., n * head_dims)`` to ``(..., head_dims, n)``: the channel index
+    first, then the head (a view)."""
+    return x.unflatten(-1, (-1, head_dims)).transpose(-1, -2)
 
 
 class SpatialReductionACmix(nn.Module):
@@ -112,7 +119,11 @@ class SpatialReductionACmix(nn.Module):
             kv = self.kv(x)
 
         attention = self.proj(self._attention(q, kv))
-        conv = self.conv.shift_and_sum(self._conv_maps(q, kv, height, width))
+        if self.conv.fold_fc:
+            conv = self.conv(self._full_resolution_qkv(q, kv, height, width))
+        else:
+            conv = self.conv.shift_and_sum(
+                self._conv_maps(q, kv, height, width))
         return self.rates(attention, conv.permute(0, 2, 3, 1))
 
     def _conv_maps(self, q: Tensor, kv: Tensor, height: int,
@@ -128,17 +139,27 @@ class SpatialReductionACmix(nn.Module):
         """
         heads, head_dims = self.num_heads, self.head_dims
         weight = self.conv.fc.weight  # (k*k, 3 * heads): q, k, v heads
-
-        def heads_last(x):  # (..., n * heads * head_dims) -> head_dims first
-            return x.unflatten(-1, (-1, head_dims)).transpose(-1, -2)
-
-        maps = F.linear(heads_last(q), weight[:, :heads], self.conv.fc.bias)
-        kv_maps = F.linear(heads_last(kv), weight[:, heads:])
+        maps = F.linear(heads_last(q, head_dims), weight[:, :heads],
+                        self.conv.fc.bias)
+        kv_maps = F.linear(heads_last(kv, head_dims), weight[:, heads:])
         if self.sr_ratio > 1:
             kv_maps = upsample_to_patches(
                 kv_maps.flatten(3), self.sr_ratio, height,
                 width).reshape(maps.shape)
         return maps + kv_maps
+
+    def _full_resolution_qkv(self, q: Tensor, kv: Tensor, height: int,
+                             width: int) -> Tensor:
+        """The queries ``(B, H, W, C)`` and the keys and values
+        ``(B, h, w, 2C)`` upsampled to ``H x W``, as the convolution path's
+        ``(B, 3 * heads, head_dims, H, W)`` input, d-major in memory (what
+        its folded form reads without a copy)."""
+        if self.sr_ratio > 1:
+            kv = upsample_to_patches(kv, self.sr_ratio, height, width)
+        head_dims = self.head_dims
+        maps = torch.cat(
+            [heads_last(q, head_dims), heads_last(kv, head_dims)], -1)
+        return maps.permute(0, 4, 3, 1, 2)
 
     def _attention(self, q: Tensor, kv: Tensor) -> Tensor:
         """Multi-head attention of the queries ``(B, H, W, C)`` over the keys

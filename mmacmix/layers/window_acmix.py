@@ -100,8 +100,15 @@ class WindowACmix(nn.Module):
         self.shift_size = shift_size
         self.attn_drop = attn_drop
 
-        # stage I, shared by both paths
+        # stage I, shared by both paths. Its output channels are computed
+        # in d-major order (channel d * 3 * heads + m holds channel d of map
+        # m), which both paths read without a copy: the parameter keeps the
+        # official order, so checkpoints load unchanged.
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        maps = torch.arange(3 * num_heads) * self.head_dims
+        self.register_buffer(
+            'd_major', (maps[None] + torch.arange(self.head_dims)[:, None])
+            .flatten(), persistent=False)
         # attention path
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1)**2, num_heads))
@@ -130,7 +137,9 @@ class WindowACmix(nn.Module):
         if padded:
             x = F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height))
 
-        qkv = self.qkv(x)  # (B, Hp, Wp, 3C)
+        order = self.d_major
+        bias = None if self.qkv.bias is None else self.qkv.bias[order]
+        qkv = F.linear(x, self.qkv.weight[order], bias)  # (B, Hp, Wp, 3C)
         conv_qkv = qkv[:, :height, :width]  # the real pixels only
         if shift:
             qkv = torch.roll(qkv, (-shift, -shift), (1, 2))
@@ -139,8 +148,8 @@ class WindowACmix(nn.Module):
 
         attention = self.proj(self._window_attention(qkv, shift))
         conv = self.conv(
-            conv_qkv.view(batch, height, width, 3 * self.num_heads,
-                          self.head_dims).permute(0, 3, 4, 1, 2))
+            conv_qkv.view(batch, height, width, self.head_dims,
+                          3 * self.num_heads).permute(0, 4, 3, 1, 2))
         conv = conv.permute(0, 2, 3, 1)  # (B, H, W, C)
 
         if shift:
@@ -151,15 +160,15 @@ class WindowACmix(nn.Module):
         return self.rates(attention, conv)
 
     def _window_attention(self, qkv: Tensor, shift: int) -> Tensor:
-        """Multi-head self-attention within the windows of ``qkv`` shifted by
-        ``shift``, ``(B, Hp, Wp, 3C)`` to ``(B, Hp, Wp, C)`` (before
-        ``proj``)."""
+        """Multi-head self-attention within the windows of ``qkv`` (d-major
+        channels) shifted by ``shift``, ``(B, Hp, Wp, 3C)`` to
+        ``(B, Hp, Wp, C)`` (before ``proj``)."""
         batch, height, width, _ = qkv.shape
         ws, heads, head_dims = self.window_size, self.num_heads, self.head_dims
         rows, cols = height // ws, width // ws
         # (3, B * windows, heads, ws * ws, head_dims)
-        q, k, v = qkv.view(batch, rows, ws, cols, ws, 3, heads,
-                           head_dims).permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(
+        q, k, v = qkv.view(batch, rows, ws, cols, ws, head_dims, 3,
+                           heads).permute(6, 0, 1, 3, 7, 2, 4, 5).reshape(
                                3, batch * rows * cols, heads, ws * ws,
                                head_dims).unbind(0)
 

@@ -10,12 +10,15 @@ on equal terms. The same goes for the attention ops this project writes as
 ``torch.autograd.Function`` (traced as ``prim::PythonOp``), which mmengine
 cannot see into: :data:`OP_HANDLES` counts each as its matrix products.
 """
+from contextlib import contextmanager
 from math import prod
 from typing import Any, List, Tuple
 
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
+
+from ..layers.acmix import ACmixConvPath
 
 
 def attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -39,18 +42,62 @@ def sliding_attention_flop_jit(inputs: List[Any],
     return 2 * kernel_size**2 * prod(get_shape(outputs[0]))
 
 
+def window_projection_flop_jit(inputs: List[Any],
+                               outputs: List[Any]) -> int:
+    """FLOPs of SAN-ACmix's projection of the unfolded key windows
+    (:func:`mmacmix.layers.patchwise_acmix.window_projection`): per output
+    pixel, ``r * k*k`` unfolded channels projected to ``G``,
+    ``r * k*k * G`` multiply-adds (its norm's affine map and ReLU, like
+    every elementwise op, are not counted)."""
+    kernel_size = outputs[0].node().scalar_args()[0]
+    channels = get_shape(inputs[0])[1]
+    return channels * kernel_size**2 * prod(get_shape(outputs[0]))
+
+
+def patchwise_aggregation_flop_jit(inputs: List[Any],
+                                   outputs: List[Any]) -> int:
+    """FLOPs of SAN-ACmix's patchwise aggregation
+    (:func:`mmacmix.layers.patchwise_acmix.patchwise_aggregation`): per
+    output pixel, the weights (``G -> G * k*k``, ``G * G * k*k``) and the
+    ``k*k``-term weighted sum of every value channel (``C * k*k``)."""
+    kernel_size = outputs[0].node().scalar_args()[0]
+    groups = get_shape(inputs[0])[1]
+    batch, channels, height, width = get_shape(outputs[0])
+    return batch * height * width * kernel_size**2 * (groups**2 + channels)
+
+
 OP_HANDLES = {
     'aten::scaled_dot_product_attention': attention_flop_jit,
     'prim::PythonOp._SlidingWindowAttention': sliding_attention_flop_jit,
+    'prim::PythonOp._WindowProjection': window_projection_flop_jit,
+    'prim::PythonOp._PatchwiseAggregation': patchwise_aggregation_flop_jit,
 }
+
+
+@contextmanager
+def _paper_formulation(model: nn.Module):
+    """Run ACmix's convolution paths as the paper's ``fc`` then group
+    convolution, whichever equivalent form (folded) they run by default:
+    the count is that of the architecture."""
+    folded = [m for m in model.modules()
+              if isinstance(m, ACmixConvPath) and m.fold_fc]
+    for path in folded:
+        path.fold_fc = False
+    try:
+        yield
+    finally:
+        for path in folded:
+            path.fold_fc = True
 
 
 def complexity(model: nn.Module, inputs: Any) -> Tuple[int, int]:
     """``(flops, params)`` of ``model(*inputs)``: mmengine's FlopAnalyzer
     (what ``get_model_complexity_info`` runs) with fused attention counted,
     and all parameters of ``model``."""
-    analyzer = FlopAnalyzer(model, inputs)
-    analyzer.set_op_handle(**OP_HANDLES)
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    return analyzer.total(), parameter_count(model)['']
+    with _paper_formulation(model):
+        analyzer = FlopAnalyzer(model, inputs)
+        analyzer.set_op_handle(**OP_HANDLES)
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        total = analyzer.total()
+    return total, parameter_count(model)['']

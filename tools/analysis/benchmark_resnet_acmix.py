@@ -22,8 +22,6 @@ import argparse
 import json
 import os.path as osp
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +34,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from mmacmix.models.backbones.resnet_acmix import ResNetACmix  # noqa: E402
+from mmacmix.utils.benchmark import (current_rss_mib,  # noqa: E402
+                                     peak_rss_mib, summary)
 
 VARIANTS = ('ours', 'unfold')
 
@@ -105,22 +105,6 @@ def train_step(model, optimizer, images, labels):
     return loss.item()
 
 
-def peak_rss_mib():
-    """Peak RSS of this process (``VmHWM``; unlike ``ru_maxrss`` it does
-    not include the RSS of the parent at the fork)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mib():
-    with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
 def memory_child(args):
     model, optimizer = build(args.memory_child, args.depth,
                              args.channels_last)
@@ -143,11 +127,6 @@ def measure_memory(args, variant):
         cmd.append('--channels-last')
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def summary(times):
-    return dict(median_s=statistics.median(times), min_s=min(times),
-                max_s=max(times), runs_s=times)
 
 
 def main(argv=None):

@@ -1,0 +1,255 @@
+"""What ``tools/analysis/benchmark.py`` measures: a train step or an
+inference of a config's model (or of its backbone alone) on synthetic
+inputs, timed, and the peak memory it takes.
+
+An *entry* is ``CONFIG`` (the whole model: detector, segmentor or
+classifier) or ``CONFIG:backbone`` (its backbone alone), where ``CONFIG`` is
+a file or a ``package::path`` config such as
+``mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``. Models are built with
+random weights (no checkpoint is read, ``init_cfg`` is not applied), so two
+entries compare the cost of their architectures on the same inputs.
+
+* **inference**: ``model(inputs, data_samples, mode='predict')`` under
+  ``torch.no_grad()`` in eval mode (post-processing included, as a user's
+  inference), or ``backbone(inputs)``.
+* **train step**: ``mode='loss'`` with synthetic ground truth (boxes and
+  masks, a segmentation map or a label), the model's ``parse_losses``,
+  backward and an SGD step; for a backbone alone, the mean of its outputs as
+  the loss.
+"""
+import os.path as osp
+import resource
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Callable, Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+
+DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process (``VmHWM``; unlike ``ru_maxrss`` it does
+    not include the RSS of the parent at the fork)."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def summary(times: Sequence[float]) -> dict:
+    """Median and spread of run times in seconds."""
+    return dict(median_s=statistics.median(times), min_s=min(times),
+                max_s=max(times), runs_s=list(times))
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``fn()`` takes, GPU work included."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _load_config(config: str):
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    if '::' in config:
+        return get_config(config)
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'no config file {config!r}')
+    return Config.fromfile(config)
+
+
+def _synthetic_samples(scope: str, batch: int, shape: Sequence[int],
+                       num_classes: int, gen: torch.Generator) -> list:
+    """Data samples with metainfo and ground truth as the scope's dataset
+    pipeline would pack them: 3 boxes with box-shaped masks per image
+    (mmdet), a label map (mmseg) or a label (mmpretrain)."""
+    h, w = shape
+    samples = []
+    for _ in range(batch):
+        if scope == 'mmdet':
+            from mmdet.structures import DetDataSample
+            from mmdet.structures.mask import BitmapMasks
+            from mmengine.structures import InstanceData
+            sample = DetDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
+            corner = torch.rand(3, 2, generator=gen) * 0.5
+            size = 0.1 + torch.rand(3, 2, generator=gen) * 0.4
+            boxes = torch.cat([corner, corner + size], 1) * torch.tensor(
+                [w, h, w, h])
+            masks = torch.zeros(3, h, w, dtype=torch.uint8)
+            for mask, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+                mask[y1:y2, x1:x2] = 1
+            sample.gt_instances = InstanceData(
+                bboxes=boxes,
+                labels=torch.randint(0, num_classes, (3, ), generator=gen),
+                masks=BitmapMasks(masks.numpy(), h, w))
+        elif scope == 'mmseg':
+            from mmengine.structures import PixelData
+            from mmseg.structures import SegDataSample
+            sample = SegDataSample(metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+            sample.gt_sem_seg = PixelData(data=torch.randint(
+                0, num_classes, (1, h, w), generator=gen))
+        else:
+            from mmpretrain.structures import DataSample
+            sample = DataSample().set_gt_label(
+                int(torch.randint(0, num_classes, (1, ), generator=gen)))
+        samples.append(sample)
+    return samples
+
+
+def _num_classes(model: nn.Module) -> int:
+    for head in ('bbox_head', 'decode_head', 'head', 'roi_head'):
+        head = getattr(model, head, None)
+        if head is None:
+            continue
+        for owner in (head, getattr(head, 'bbox_head', None)):
+            classes = getattr(owner, 'num_classes', None)
+            if isinstance(classes, int):
+                return classes
+    return 2
+
+
+class Entry:
+    """One model to benchmark, built on ``device``, with its inputs.
+
+    Args:
+        spec (str): ``CONFIG`` or ``CONFIG:backbone``.
+        batch (int): Images per step.
+        shape (tuple): ``(H, W)`` of the images.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        dtype (str): ``'fp32'``, or ``'bf16'`` / ``'fp16'`` autocast.
+        cfg_options (dict, optional): Overrides for the config.
+    """
+
+    def __init__(self, spec: str, batch: int, shape: Sequence[int],
+                 device: str = 'cpu', dtype: str = 'fp32',
+                 cfg_options: dict = None):
+        from mmengine.model import revert_sync_batchnorm
+        from mmengine.registry import init_default_scope
+
+        from .config_complexity import DEFAULT_SHAPES
+        config, _, part = spec.rpartition(':')
+        if part != 'backbone':
+            config, part = spec, 'model'
+        self.spec, self.part = spec, part
+        cfg = _load_config(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        scope = cfg.get('default_scope', 'mmdet')
+        if scope not in DEFAULT_SHAPES:
+            raise ValueError(f'{config}: unsupported default_scope {scope!r}')
+        init_default_scope(scope)
+        registry = __import__(f'{scope}.registry', fromlist=['MODELS'])
+        torch.manual_seed(0)
+        model = revert_sync_batchnorm(registry.MODELS.build(cfg.model))
+        if part == 'backbone':
+            model = model.backbone
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.autocast_dtype = DTYPES[dtype]
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=1e-4, momentum=0.9)
+
+        gen = torch.Generator().manual_seed(1)
+        h, w = shape
+        if part == 'backbone':
+            self.inputs = torch.randn(batch, 3, h, w, generator=gen).to(
+                self.device)
+            self.samples = {}
+            return
+        samples = _synthetic_samples(scope, batch, shape, _num_classes(model),
+                                     gen)
+        images = [torch.randint(0, 256, (3, h, w), generator=gen,
+                                dtype=torch.uint8) for _ in range(batch)]
+        self.samples = {}
+        for training in (True, False):
+            data = self.model.data_preprocessor(
+                dict(inputs=images, data_samples=samples), training)
+            self.samples[training] = data['data_samples']
+            self.inputs = data['inputs']
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def infer(self) -> None:
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            if self.part == 'backbone':
+                self.model(self.inputs)
+            else:
+                self.model(self.inputs, self.samples[False], mode='predict')
+
+    def train_step(self) -> float:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            if self.part == 'backbone':
+                outs = self.model(self.inputs)
+                loss = sum(out.float().mean() for out in outs)
+            else:
+                losses = self.model(self.inputs, self.samples[True],
+                                    mode='loss')
+                loss, _ = self.model.parse_losses(losses)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def step(self, mode: str) -> Callable[[], object]:
+        return self.train_step if mode == 'train' else self.infer
+
+
+def memory_of(entry: Entry, mode: str, steps: int = 2) -> Dict[str, float]:
+    """Peak memory of ``steps`` steps: CUDA max allocated, or this process's
+    peak RSS and its rise over the RSS before the first step (the model, its
+    optimizer and inputs already built). Run it in a fresh process per
+    model on CPU: the peak RSS of a process never goes down."""
+    if entry.device.type == 'cuda':
+        torch.cuda.synchronize(entry.device)
+        torch.cuda.reset_peak_memory_stats(entry.device)
+        before = torch.cuda.memory_allocated(entry.device) / 2**20
+        for _ in range(steps):
+            entry.step(mode)()
+        peak = torch.cuda.max_memory_allocated(entry.device) / 2**20
+        return dict(peak_mib=peak, before_mib=before, rise_mib=peak - before)
+    before = current_rss_mib()
+    for _ in range(steps):
+        entry.step(mode)()
+    peak = peak_rss_mib()
+    return dict(peak_mib=peak, before_mib=before, rise_mib=peak - before)
+
+
+def alternated_times(entries: List[Entry], mode: str, runs: int,
+                     warmup: int, log: Callable[[str], None] = print
+                     ) -> List[List[float]]:
+    """Times of ``runs`` steps of every entry, after ``warmup`` untimed
+    ones, alternating the entries run by run so that a change in the
+    machine's load falls on all of them alike."""
+    times = [[] for _ in entries]
+    for run in range(warmup + runs):
+        tag = 'warm-up' if run < warmup else f'run {run - warmup + 1}/{runs}'
+        parts = []
+        for entry, entry_times in zip(entries, times):
+            elapsed = timed(entry.step(mode), entry.device)
+            if run >= warmup:
+                entry_times.append(elapsed)
+            parts.append(f'{elapsed * 1e3:.0f} ms')
+        log(f'  {mode} {tag}: ' + ', '.join(parts))
+    return times

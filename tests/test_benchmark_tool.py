@@ -1,0 +1,49 @@
+"""tools/analysis/benchmark.py on two tiny entries: the JSON it writes holds
+what it measured, ratios to the first entry, and the peak memory of a
+process per entry; bad input fails clearly."""
+import json
+
+import pytest
+
+from helpers import REPO_ROOT, run_tool
+
+SWIN = str(REPO_ROOT / 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py')
+PVT = str(REPO_ROOT / 'configs/toy/retinanet_pvt_acmix_toy_coco.py')
+
+
+def test_side_by_side_report(tmp_path):
+    """A backbone alone against a whole detector (inference with its
+    post-processing, train step with synthetic boxes and masks)."""
+    out = tmp_path / 'bench.json'
+    entries = [f'{SWIN}:backbone', PVT]
+    proc = run_tool(['analysis/benchmark.py', *entries, '--batch', '2',
+                     '--shape', '64', '96', '--runs', '3', '--warmup', '1',
+                     '--threads', '1', '--json', out], cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result['entries'] == entries
+    assert (result['batch'], result['shape']) == (2, [64, 96])
+    for mode in ('train', 'infer'):
+        rows = result['results'][mode]
+        assert [row['entry'] for row in rows] == entries
+        first = rows[0]['median_s']
+        for row in rows:
+            assert len(row['runs_s']) == 3
+            assert row['min_s'] <= row['median_s'] <= row['max_s']
+            assert row['ratio'] == pytest.approx(row['median_s'] / first)
+            assert row['images_per_s'] == pytest.approx(2 / row['median_s'])
+            memory = row['memory']  # a fresh process per entry
+            assert memory['peak_mib'] >= memory['before_mib'] > 0
+            assert memory['rise_mib'] == pytest.approx(
+                memory['peak_mib'] - memory['before_mib'])
+        assert f'{rows[1]["ratio"]:6.3f}x' in proc.stdout
+    assert 'run 3/3' in proc.stdout  # progress
+
+
+def test_bad_input(tmp_path):
+    proc = run_tool(['analysis/benchmark.py', SWIN], cwd=tmp_path,
+                    check=False)
+    assert proc.returncode != 0 and 'at least two entries' in proc.stderr
+    proc = run_tool(['analysis/benchmark.py', SWIN, 'no/such/config.py',
+                     '--no-memory'], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "no config file 'no/such/config.py'" in proc.stderr

@@ -1,0 +1,127 @@
+"""The faster forms of the ACmix layers compute what the plain forms do, and
+the layers trace under torch.compile without graph breaks.
+
+* Folded convolution path (``ACmixConvPath(fold_fc=True)``): ``fc`` and
+  ``dep_conv`` composed into one group convolution. Same outputs and
+  gradients (inputs and parameters) as ``fc`` then ``dep_conv`` within fp32
+  round-off, and the FLOPs tool counts both as the paper's formulation.
+* PVT-ACmix with the folded path (full-resolution keys and values) against
+  the plain one (``fc`` of the keys and values at the reduced resolution).
+"""
+import pytest
+import torch
+import torch._dynamo as dynamo
+
+from mmacmix.layers import SlidingACmix, WindowACmix
+from mmacmix.layers.acmix import ACmixConvPath
+from mmacmix.layers.sr_acmix import SpatialReductionACmix
+from mmacmix.utils.complexity import complexity
+
+
+def perturb(module, seed=0):
+    """Random values for every parameter (the shift kernels included), so
+    that no equality comes from the initialisation."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return module
+
+
+def outputs_and_grads(module, x):
+    x = x.clone().requires_grad_()
+    module.zero_grad()
+    out = module(x)
+    out.backward(torch.randn(out.shape, generator=torch.Generator()
+                             .manual_seed(1)))
+    grads = [x.grad] + [p.grad for p in module.parameters()]
+    return out.detach(), grads
+
+
+def assert_same(plain, folded, x):
+    out_a, grads_a = outputs_and_grads(plain, x)
+    out_b, grads_b = outputs_and_grads(folded, x)
+    torch.testing.assert_close(out_b, out_a, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('heads, head_dims, stride, bias, in_maps', [
+    (1, 8, 1, True, None),
+    (2, 4, 2, True, None),
+    (3, 4, 1, False, None),
+    (4, 4, 2, False, 6),  # SAN-ACmix: 6 maps for 4 heads
+])
+def test_folded_conv_path_equals_plain(heads, head_dims, stride, bias,
+                                       in_maps):
+    """Odd sizes, both strides, with and without fc bias (whose folded form
+    must respect the zero-padded border of fc's output)."""
+    plain = perturb(ACmixConvPath(heads, head_dims, stride=stride,
+                                  fc_bias=bias, in_maps=in_maps,
+                                  fold_fc=False))
+    folded = ACmixConvPath(heads, head_dims, stride=stride, fc_bias=bias,
+                           in_maps=in_maps, fold_fc=True)
+    folded.load_state_dict(plain.state_dict())
+    maps = in_maps or 3 * heads
+    # d-major channels-last, as the callers project them, and a plain
+    # contiguous layout
+    d_major = torch.randn(2, 9, 11, head_dims, maps).permute(0, 4, 3, 1, 2)
+    assert_same(plain, folded, d_major)
+    assert_same(plain, folded, torch.randn(2, maps, head_dims, 9, 11))
+
+
+def test_fold_is_chosen_by_heads():
+    """Folding is the default with 1 or 2 heads (faster there on CPU)."""
+    assert [ACmixConvPath(h, 4).fold_fc for h in (1, 2, 3, 4)] == [
+        True, True, False, False]
+
+
+@pytest.mark.parametrize('sr_ratio, size', [(1, (7, 9)), (2, (9, 11)),
+                                            (4, (13, 10))])
+def test_pvt_block_folded_equals_plain(sr_ratio, size):
+    """PVT-ACmix's folded path upsamples the keys and values before the
+    convolution path; the plain one runs fc on them at the reduced
+    resolution. Same output and gradients, odd sizes included."""
+    plain = perturb(SpatialReductionACmix(16, 2, sr_ratio)).eval()
+    folded = SpatialReductionACmix(16, 2, sr_ratio).eval()
+    folded.load_state_dict(plain.state_dict())
+    plain.conv.fold_fc, folded.conv.fold_fc = False, True
+    assert_same(plain, folded, torch.randn(2, *size, 16))
+
+
+def test_flops_count_the_paper_formulation_either_way():
+    op = SpatialReductionACmix(16, 1, 2)
+    x = (torch.randn(1, 12, 12, 16), )
+    op.conv.fold_fc = True
+    folded_count = complexity(op, x)
+    assert op.conv.fold_fc  # restored after counting
+    op.conv.fold_fc = False
+    assert complexity(op, x) == folded_count
+
+
+@pytest.mark.parametrize('name', ['window', 'window_padded', 'sr', 'sliding'])
+def test_layers_compile_without_graph_breaks(name):
+    """torch.compile captures each ACmix operator as one graph (shifted and
+    padded windows, spatial reduction with the folded path, the sliding
+    window attention's custom autograd function), and the compiled module
+    (AOT autograd, no C++ compiler needed) gives the eager outputs and
+    gradients."""
+    torch.manual_seed(0)
+    op, x = {
+        'window': (WindowACmix(16, 2, 7, 3), torch.randn(2, 14, 14, 16)),
+        'window_padded': (WindowACmix(16, 2, 7, 3),
+                          torch.randn(2, 15, 17, 16)),
+        'sr': (SpatialReductionACmix(16, 1, 2), torch.randn(2, 9, 10, 16)),
+        'sliding': (SlidingACmix(8, 16, num_heads=4, stride=2),
+                    torch.randn(2, 8, 11, 13)),
+    }[name]
+    perturb(op)
+    dynamo.reset()
+    explanation = dynamo.explain(op)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+    eager = outputs_and_grads(op, x)
+    compiled = outputs_and_grads(torch.compile(op, backend='aot_eager'), x)
+    torch.testing.assert_close(compiled[0], eager[0])
+    for a, b in zip(eager[1], compiled[1]):
+        torch.testing.assert_close(b, a)

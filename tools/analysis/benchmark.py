@@ -1,0 +1,186 @@
+"""Side-by-side speed and memory of two or more configs or backbones on the
+same inputs: train step (forward + backward + SGD step) and/or inference.
+
+Usage:
+    python tools/analysis/benchmark.py ENTRY [ENTRY ...] [--mode both]
+        [--batch 8] [--shape 224 224] [--dtype fp32|bf16|fp16]
+        [--device cpu|cuda] [--runs 5] [--warmup 2] [--threads N]
+        [--no-memory] [--json OUT]
+
+ENTRY is ``CONFIG`` (the whole model, e.g. a detector with its
+post-processing) or ``CONFIG:backbone`` (its backbone alone); CONFIG is a
+file or a ``package::path`` config. Example, SwinACmix-T against mmdet's
+Swin-T at 224², batch 8::
+
+    python tools/analysis/benchmark.py \\
+        configs/mask_rcnn_swin_acmix_t_1x_coco.py:backbone \\
+        mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:backbone
+
+Times: warm-up steps, then ``--runs`` steps of every entry alternated run by
+run in one process (so load from elsewhere falls on all alike); median,
+min-max and images/s, and the ratio of every median to the first entry's.
+Peak memory: on CUDA the max allocated of each entry's steps; on CPU the
+peak RSS of a fresh process per entry (and its rise over the RSS before the
+first step). See :mod:`mmacmix.utils.benchmark` for what a step is.
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import subprocess
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmacmix.utils.benchmark import (DTYPES, Entry,  # noqa: E402
+                                     alternated_times, memory_of, summary)
+
+MODES = ('train', 'infer')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('entries', nargs='+',
+                        help='CONFIG or CONFIG:backbone, first = reference')
+    parser.add_argument('--mode', choices=MODES + ('both', ), default='both')
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224],
+                        metavar=('H', 'W'))
+    parser.add_argument('--dtype', choices=list(DTYPES), default='fp32',
+                        help='fp32, or bf16 / fp16 autocast')
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed steps per entry and mode (alternated)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed steps per entry and mode first')
+    parser.add_argument('--threads', type=int,
+                        help="CPU threads (default: torch's choice)")
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the peak-memory measurement')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to every config')
+    parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--memory-child', type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if len(args.entries) < 2 and args.memory_child is None:
+        parser.error('give at least two entries to compare')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda, but CUDA is not available')
+    return args
+
+
+def _modes(args):
+    return MODES if args.mode == 'both' else (args.mode, )
+
+
+def _build(args, spec):
+    return Entry(spec, args.batch, args.shape, args.device, args.dtype,
+                 args.cfg_options)
+
+
+def _child_argv(args, index):
+    """This command line for a fresh process measuring entry ``index``."""
+    argv = [sys.executable, __file__, *args.entries,
+            '--memory-child', str(index), '--mode', args.mode,
+            '--batch', str(args.batch), '--shape', *map(str, args.shape),
+            '--dtype', args.dtype, '--device', args.device]
+    if args.threads:
+        argv += ['--threads', str(args.threads)]
+    if args.cfg_options:
+        argv += ['--cfg-options'] + [
+            f'{key}={value}' for key, value in args.cfg_options.items()]
+    return argv
+
+
+def memory_child(args):
+    """Peak memory of one entry per mode, in this (fresh) process: the
+    train step last, as the RSS peak only grows."""
+    entry = _build(args, args.entries[args.memory_child])
+    result = {}
+    for mode in sorted(_modes(args), key=MODES.index, reverse=True):
+        result[mode] = memory_of(entry, mode)
+    print(json.dumps(result))
+
+
+def measure_memory(args, index):
+    if args.device == 'cuda':
+        entry = _build(args, args.entries[index])
+        result = {mode: memory_of(entry, mode) for mode in _modes(args)}
+        del entry
+        torch.cuda.empty_cache()
+        return result
+    proc = subprocess.run(_child_argv(args, index), capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'memory process for {args.entries[index]} '
+                           f'failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child is not None:
+        return memory_child(args)
+
+    print(f'batch {args.batch}, {args.shape[0]}x{args.shape[1]}, '
+          f'{args.dtype}, {args.device}, {torch.get_num_threads()} CPU '
+          f'threads, {args.warmup} warm-up + {args.runs} runs', flush=True)
+    entries = []
+    for spec in args.entries:
+        print(f'building {spec}', flush=True)
+        entries.append(_build(args, spec))
+    result = dict(
+        entries=args.entries, batch=args.batch, shape=args.shape,
+        dtype=args.dtype, device=args.device,
+        device_name=(torch.cuda.get_device_name() if args.device == 'cuda'
+                     else platform.processor() or platform.machine()),
+        threads=torch.get_num_threads(), torch=torch.__version__,
+        runs=args.runs, warmup=args.warmup, results={})
+    for mode in _modes(args):
+        times = alternated_times(entries, mode, args.runs, args.warmup,
+                                 log=lambda line: print(line, flush=True))
+        reference = summary(times[0])['median_s']
+        result['results'][mode] = [
+            dict(summary(t), entry=spec,
+                 images_per_s=args.batch / summary(t)['median_s'],
+                 ratio=summary(t)['median_s'] / reference)
+            for spec, t in zip(args.entries, times)
+        ]
+    del entries
+    if not args.no_memory:
+        for index, spec in enumerate(args.entries):
+            print(f'peak memory of {spec}', flush=True)
+            for mode, memory in measure_memory(args, index).items():
+                result['results'][mode][index]['memory'] = memory
+    _print_table(result)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.json}')
+    return result
+
+
+def _print_table(result):
+    unit = 'max allocated' if result['device'] == 'cuda' else 'peak RSS'
+    for mode, rows in result['results'].items():
+        print(f'\n{mode}: median (min-max), images/s, ratio to the first '
+              f'entry, {unit} (rise)')
+        for row in rows:
+            line = (f'  {row["median_s"] * 1e3:8.1f} ms '
+                    f'({row["min_s"] * 1e3:.1f}-{row["max_s"] * 1e3:.1f})'
+                    f' {row["images_per_s"]:8.2f} img/s '
+                    f'{row["ratio"]:6.3f}x')
+            memory = row.get('memory')
+            if memory:
+                line += (f' {memory["peak_mib"]:8.0f} MiB '
+                         f'(+{memory["rise_mib"]:.0f})')
+            print(f'{line}  {row["entry"]}')
+
+
+if __name__ == '__main__':
+    main()
