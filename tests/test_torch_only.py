@@ -18,6 +18,11 @@ op = WindowACmix(embed_dims=8, num_heads=2, window_size=7, shift_size=3)
 out = op(torch.randn(1, 9, 11, 8))
 assert out.shape == (1, 9, 11, 8)
 out.sum().backward()
+from mmacmix.layers import PatchwiseACmix
+op = PatchwiseACmix(16, 32, kernel_att=7)
+out = op(torch.randn(2, 16, 9, 11))
+assert out.shape == (2, 32, 9, 11)
+out.sum().backward()
 assert not any(m.split('.')[0] in {blocked} for m in sys.modules), 'leak'
 print('ok')
 '''

@@ -3,6 +3,7 @@ from typing import Callable, Iterable, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
+from torch.nn.modules.batchnorm import _BatchNorm
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -109,3 +110,11 @@ def init_transformer_weights(model: nn.Module,
     for m in model.modules():
         if isinstance(m, ACmixConvPath):
             m.reset_parameters()
+
+
+def batch_norms_to_eval(module: nn.Module) -> None:
+    """Put every BatchNorm of ``module`` in eval mode (``norm_eval``: keep
+    the statistics of the pretrained weights while fine-tuning)."""
+    for m in module.modules():
+        if isinstance(m, _BatchNorm):
+            m.eval()

@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sliding_acmix import SlidingACmix
 
-from .common import freeze
+from .common import batch_norms_to_eval, freeze
 
 
 class ACmixBottleneck(BaseModule):
@@ -225,9 +225,7 @@ class ResNetACmix(BaseModule):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
+            batch_norms_to_eval(self)
         return self
 
     def forward(self, x: Tensor) -> tuple:
