@@ -1,6 +1,6 @@
 """The plain ``nn.Unfold`` formulation of ResNet-ACmix's sliding-window
 attention (the official code's), kept only as the oracle of the tests and
-the baseline of ``tools/analysis/benchmark_resnet_acmix.py``.
+the baseline of ``tools/analysis/benchmark_unfold.py``.
 
 It copies every key, value and positional encoding 49 times.
 """

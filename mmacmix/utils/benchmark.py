@@ -46,6 +46,21 @@ def current_rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def saved_for_backward_mib(forward: Callable[[], object]) -> float:
+    """MiB of the distinct tensors (storages) that ``forward()`` saves for
+    the backward pass."""
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward()
+    return sum(saved.values()) / 2**20
+
+
 def summary(times: Sequence[float]) -> dict:
     """Median and spread of run times in seconds."""
     return dict(median_s=statistics.median(times), min_s=min(times),

@@ -1,10 +1,12 @@
-"""ResNet-ACmix: our sliding-window attention vs the official ``nn.Unfold``
-formulation, side by side.
+"""ResNet-ACmix and SAN-ACmix: our memory-bounded attention (custom autograd
+functions) vs the ``nn.Unfold`` formulation of the official / SAN code, side
+by side.
 
-Both variants are the same ResNet-ACmix classifier (backbone, global average
-pool, 1000-class fc, cross-entropy, SGD with momentum) with the same
-weights; only the attention of the ACmix operators differs (the unfold one
-is the tests' oracle, ``tests/acmix_oracle.py``).
+Both variants are the same classifier (backbone, global average pool,
+1000-class fc, cross-entropy, SGD with momentum) with the same weights; only
+the attention of the ACmix operators differs (the unfold one is the tests'
+oracle: ``tests/acmix_oracle.py`` for ResNet-ACmix's sliding windows,
+``tests/san_acmix_oracle.py`` for SAN-ACmix's patchwise attention).
 
 * Time: one process, warm-up steps, then ``--runs`` alternated train steps
   (forward + backward + optimizer step) of each variant; median and spread,
@@ -12,13 +14,17 @@ is the tests' oracle, ``tests/acmix_oracle.py``).
   from other processes; the absolute times are not.
 * Peak memory: one fresh process per variant, which runs ``--mem-steps``
   train steps and reports its peak RSS (``getrusage``), and the peak over
-  the RSS it had before the first step (model, optimizer and input built).
+  the RSS it had before the first step (model, optimizer and input built),
+  and the size of the tensors a forward pass saves for the backward pass.
 
 Usage:
-    python tools/analysis/benchmark_resnet_acmix.py [--depth 50] \
-        [--batch 4] [--size 224] [--runs 5] [--out result.json]
+    python tools/analysis/benchmark_unfold.py [--family resnet] \
+        [--depth 50] [--batch 4] [--size 224] [--runs 5] [--out result.json]
+    python tools/analysis/benchmark_unfold.py --family san --depth 10 \
+        --batch 8 --threads 1
 """
 import argparse
+import importlib
 import json
 import os.path as osp
 import platform
@@ -33,16 +39,24 @@ import mmacmix  # noqa: E402,F401  (before torchvision can be imported)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from mmacmix.models.backbones.resnet_acmix import ResNetACmix  # noqa: E402
+from mmacmix.models.backbones import ResNetACmix, SANACmix  # noqa: E402
 from mmacmix.utils.benchmark import (current_rss_mib,  # noqa: E402
-                                     peak_rss_mib, summary)
+                                     peak_rss_mib, saved_for_backward_mib,
+                                     summary)
 
 VARIANTS = ('ours', 'unfold')
+# family: (backbone, depths, the oracle's module in tests/)
+FAMILIES = {
+    'resnet': (ResNetACmix, (26, 38, 50), 'acmix_oracle'),
+    'san': (SANACmix, (10, 15, 19), 'san_acmix_oracle'),
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--depth', type=int, default=50, choices=(26, 38, 50))
+    parser.add_argument('--family', choices=list(FAMILIES), default='resnet')
+    parser.add_argument('--depth', type=int,
+                        help='default: the largest of the family')
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--runs', type=int, default=5,
@@ -60,28 +74,34 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--memory-child', choices=VARIANTS,
                         help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    depths = FAMILIES[args.family][1]
+    if args.depth is None:
+        args.depth = depths[-1]
+    elif args.depth not in depths:
+        parser.error(f'--depth of {args.family} must be one of {depths}')
+    return args
 
 
 class Classifier(nn.Module):
 
-    def __init__(self, depth):
+    def __init__(self, backbone):
         super().__init__()
-        self.backbone = ResNetACmix(depth)
+        self.backbone = backbone
         self.fc = nn.Linear(self.backbone.num_features[-1], 1000)
 
     def forward(self, x):
         return self.fc(self.backbone(x)[-1].mean((2, 3)))
 
 
-def build(variant, depth, channels_last=False):
+def build(variant, args):
+    backbone, _, oracle = FAMILIES[args.family]
     torch.manual_seed(0)
-    model = Classifier(depth).train()
-    if channels_last:
+    model = Classifier(backbone(args.depth)).train()
+    if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if variant == 'unfold':
-        from acmix_oracle import use_unfold_attention
-        use_unfold_attention(model)
+        importlib.import_module(oracle).use_unfold_attention(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     return model, optimizer
@@ -106,21 +126,23 @@ def train_step(model, optimizer, images, labels):
 
 
 def memory_child(args):
-    model, optimizer = build(args.memory_child, args.depth,
-                             args.channels_last)
+    model, optimizer = build(args.memory_child, args)
     images, labels = make_batch(args)
     before = current_rss_mib()
     for _ in range(args.mem_steps):
         train_step(model, optimizer, images, labels)
     peak = peak_rss_mib()
-    print(json.dumps(dict(peak_rss_mib=peak, rss_before_mib=before,
-                          peak_increase_mib=peak - before)))
+    print(json.dumps(dict(
+        peak_rss_mib=peak, rss_before_mib=before,
+        peak_increase_mib=peak - before,
+        saved_mib=saved_for_backward_mib(lambda: model(images)))))
 
 
 def measure_memory(args, variant):
     cmd = [sys.executable, __file__, '--memory-child', variant,
-           '--depth', str(args.depth), '--batch', str(args.batch),
-           '--size', str(args.size), '--mem-steps', str(args.mem_steps)]
+           '--family', args.family, '--depth', str(args.depth),
+           '--batch', str(args.batch), '--size', str(args.size),
+           '--mem-steps', str(args.mem_steps)]
     if args.threads:
         cmd += ['--threads', str(args.threads)]
     if args.channels_last:
@@ -137,14 +159,12 @@ def main(argv=None):
         return memory_child(args)
 
     images, labels = make_batch(args)
-    models = {
-        variant: build(variant, args.depth, args.channels_last)
-        for variant in VARIANTS
-    }
+    models = {variant: build(variant, args) for variant in VARIANTS}
     # same weights, so both variants compute the same thing
     models['unfold'][0].load_state_dict(models['ours'][0].state_dict())
-    print(f'ResNet-ACmix-{args.depth}, batch {args.batch}, '
-          f'{args.size}x{args.size}, {torch.get_num_threads()} threads, '
+    print(f'{FAMILIES[args.family][0].__name__}-{args.depth}, batch '
+          f'{args.batch}, {args.size}x{args.size}, '
+          f'{torch.get_num_threads()} threads, '
           f'train step = forward + backward + SGD step', flush=True)
 
     times = {variant: [] for variant in VARIANTS}
@@ -161,8 +181,9 @@ def main(argv=None):
     del models
 
     result = dict(
-        depth=args.depth, batch=args.batch, size=args.size,
-        threads=torch.get_num_threads(), torch=torch.__version__,
+        family=args.family, depth=args.depth, batch=args.batch,
+        size=args.size, threads=torch.get_num_threads(),
+        torch=torch.__version__,
         machine=platform.processor() or platform.machine(),
         time={variant: summary(times[variant]) for variant in VARIANTS})
     # medians (the goal) and minima (the least disturbed runs, telling on
@@ -188,9 +209,12 @@ def main(argv=None):
             print(f"peak RSS {variant}: {m['peak_rss_mib']:.0f} MiB "
                   f"(+{m['peak_increase_mib']:.0f} MiB over "
                   f"{m['rss_before_mib']:.0f} MiB before training)")
+        result['saved_ratio'] = (memory['unfold']['saved_mib'] /
+                                 memory['ours']['saved_mib'])
         print(f"peak RSS ratio unfold / ours: {result['memory_ratio']:.2f}x "
               f"(increase over the pre-training RSS: "
-              f"{result['memory_increase_ratio']:.2f}x)")
+              f"{result['memory_increase_ratio']:.2f}x; saved for backward: "
+              f"{result['saved_ratio']:.2f}x)")
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
