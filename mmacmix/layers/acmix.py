@@ -16,10 +16,42 @@ A family plugs in by computing its projections in the layout documented in
 ``rates(attention_out, conv_path(qkv))`` (see
 :class:`mmacmix.layers.WindowACmix` for Swin).
 """
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+# switches of the layers' faster forms, each computing the paper's form
+FAST_FORMS = ('fold_fc', )
+
+
+@contextmanager
+def paper_formulation(model: nn.Module):
+    """Run every ACmix layer of ``model`` in the paper's form (``fc`` over
+    the projections, then the group convolution) instead of an equivalent
+    faster one, e.g. to count its FLOPs or to compare the two forms."""
+    switched = [(module, name) for module in model.modules()
+                for name in FAST_FORMS if getattr(module, name, None) is True]
+    for module, name in switched:
+        setattr(module, name, False)
+    try:
+        yield model
+    finally:
+        for module, name in switched:
+            setattr(module, name, True)
+
+
+def d_major_order(num_maps: int, head_dims: int) -> Tensor:
+    """Output-channel order of a projection to ``num_maps`` maps of
+    ``head_dims`` channels (official order: map-major, channel
+    ``m * head_dims + d``) that makes it d-major (channel
+    ``d * num_maps + m``): the layout the folded convolution path reads
+    without a copy. Index the projection's weight and bias with it; the
+    parameters keep the official order, so checkpoints load unchanged."""
+    maps = torch.arange(num_maps) * head_dims
+    return (maps[None] + torch.arange(head_dims)[:, None]).flatten()
 
 
 class ACmixConvPath(nn.Module):
@@ -61,7 +93,7 @@ class ACmixConvPath(nn.Module):
         fold_fc (bool, optional): Compute ``fc`` and ``dep_conv`` as one
             group convolution with composed kernels (same output up to
             float round-off, same parameters). Defaults to folding with at
-            most 2 heads, where it is faster.
+            most 5 heads, where it is faster.
     """
 
     def __init__(self,
@@ -73,9 +105,10 @@ class ACmixConvPath(nn.Module):
                  in_maps: int = None,
                  fold_fc: bool = None):
         super().__init__()
-        # measured on CPU (train step and inference, batch 8): folding is
-        # 2-5x faster with 1 or 2 heads, and slower from 3 heads on
-        self.fold_fc = num_heads <= 2 if fold_fc is None else fold_fc
+        # measured on CPU (train step and inference, batch 8, d-major
+        # input): folding is 1.2-6x faster up to 5 heads, slower from 6 on
+        # (its kernels grow with the heads)
+        self.fold_fc = num_heads <= 5 if fold_fc is None else fold_fc
         self.num_heads = num_heads
         self.head_dims = head_dims
         self.kernel_size = kernel_size

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates
+from .acmix import ACmixConvPath, MixingRates, d_major_order
 
 
 def _block_size(stride: int, head_dims: int) -> int:
@@ -371,8 +371,13 @@ class SlidingACmix(nn.Module):
         self.head_dims = out_channels // num_heads
         self.kernel_att = kernel_att
         self.stride = stride
-        # stage I, shared by both paths: q, k, v (official conv1/2/3)
+        # stage I, shared by both paths: q, k, v (official conv1/2/3),
+        # computed in d-major order (what the folded convolution path reads
+        # without a copy)
         self.qkv = nn.Conv2d(in_channels, 3 * out_channels, 1)
+        self.register_buffer(
+            'd_major', d_major_order(3 * num_heads, self.head_dims),
+            persistent=False)
         # attention path: positional encoding (official conv_p)
         self.pos_enc = nn.Conv2d(2, self.head_dims, 1)
         # convolution path and mixing
@@ -397,7 +402,9 @@ class SlidingACmix(nn.Module):
                 f'{self.kernel_att // 2} on both sides (reflection padding), '
                 f'got {height}x{width}')
         heads, head_dims = self.num_heads, self.head_dims
-        qkv = self.qkv(x).view(batch, 3 * heads, head_dims, height, width)
+        order = self.d_major
+        qkv = F.conv2d(x, self.qkv.weight[order], self.qkv.bias[order]).view(
+            batch, head_dims, 3 * heads, height, width).transpose(1, 2)
         attention = self._attend(qkv, self._position_encoding(height, width))
         conv = self.conv(qkv)
         return self.rates(attention.flatten(1, 2), conv)

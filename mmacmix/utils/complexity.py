@@ -10,7 +10,6 @@ on equal terms. The same goes for the attention ops this project writes as
 ``torch.autograd.Function`` (traced as ``prim::PythonOp``), which mmengine
 cannot see into: :data:`OP_HANDLES` counts each as its matrix products.
 """
-from contextlib import contextmanager
 from math import prod
 from typing import Any, List, Tuple
 
@@ -18,7 +17,7 @@ import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.jit_handles import get_shape
 
-from ..layers.acmix import ACmixConvPath
+from ..layers.acmix import paper_formulation
 
 
 def attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -74,27 +73,12 @@ OP_HANDLES = {
 }
 
 
-@contextmanager
-def _paper_formulation(model: nn.Module):
-    """Run ACmix's convolution paths as the paper's ``fc`` then group
-    convolution, whichever equivalent form (folded) they run by default:
-    the count is that of the architecture."""
-    folded = [m for m in model.modules()
-              if isinstance(m, ACmixConvPath) and m.fold_fc]
-    for path in folded:
-        path.fold_fc = False
-    try:
-        yield
-    finally:
-        for path in folded:
-            path.fold_fc = True
-
-
 def complexity(model: nn.Module, inputs: Any) -> Tuple[int, int]:
     """``(flops, params)`` of ``model(*inputs)``: mmengine's FlopAnalyzer
     (what ``get_model_complexity_info`` runs) with fused attention counted,
     and all parameters of ``model``."""
-    with _paper_formulation(model):
+    # the architecture's count, whichever equivalent form runs
+    with paper_formulation(model):
         analyzer = FlopAnalyzer(model, inputs)
         analyzer.set_op_handle(**OP_HANDLES)
         analyzer.unsupported_ops_warnings(False)
