@@ -344,11 +344,17 @@ def test_converter_official_training_checkpoint(reference_dir, tmp_path):
     assert layout.check(state) == ([], [])
     converted = layout.convert(state)
 
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
-    classifier = ImageClassifier(
-        backbone=dict(type='ResNetACmix', depth=26),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=1000, in_channels=2048))
+
+    # its parts come from mmpretrain's registries, whatever scope an
+    # earlier test left as the default
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = ImageClassifier(
+            backbone=dict(type='ResNetACmix', depth=26),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000,
+                      in_channels=2048))
     classifier.load_state_dict(converted, strict=True)
     backbone = classifier.backbone
     torch.testing.assert_close(backbone.conv1.weight, official['conv1.weight'])

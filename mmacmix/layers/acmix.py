@@ -54,6 +54,20 @@ def d_major_order(num_maps: int, head_dims: int) -> Tensor:
     return (maps[None] + torch.arange(head_dims)[:, None]).flatten()
 
 
+def check_reflection_input(x: Tensor, kernel_size: int, owner: str) -> None:
+    """A ``(B, C, H, W)`` input larger than ``kernel_size // 2`` on both
+    sides, what a reflection-padded ``kernel_size`` window needs."""
+    if x.dim() != 4:
+        raise ValueError(f'expected a (B, C, H, W) input, got shape '
+                         f'{tuple(x.shape)}')
+    height, width = x.shape[-2:]
+    if min(height, width) <= kernel_size // 2:
+        raise ValueError(
+            f'{owner} needs inputs larger than kernel_att // 2 = '
+            f'{kernel_size // 2} on both sides (reflection padding), got '
+            f'{height}x{width}')
+
+
 class ACmixConvPath(nn.Module):
     """Convolution path of ACmix (stage II, paper Sec. 3.3 and 4.3).
 

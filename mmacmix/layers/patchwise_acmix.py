@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates
+from .acmix import ACmixConvPath, MixingRates, check_reflection_input
 
 # elements of the unfolded windows of one piece (16 MB in float32): bounds
 # the working memory of the custom functions
@@ -364,15 +364,8 @@ class PatchwiseACmix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, H, W)``."""
-        if x.dim() != 4:
-            raise ValueError(f'expected a (B, C, H, W) input, got shape '
-                             f'{tuple(x.shape)}')
+        check_reflection_input(x, self.kernel_att, 'PatchwiseACmix')
         batch, _, height, width = x.shape
-        if min(height, width) <= self.kernel_att // 2:
-            raise ValueError(
-                f'PatchwiseACmix needs inputs larger than kernel_att // 2 = '
-                f'{self.kernel_att // 2} on both sides (reflection padding), '
-                f'got {height}x{width}')
         qkv = self.qkv(x).view(batch, 6, self.head_dims, height, width)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2:].flatten(1, 2)
         return self.rates(self._attend(q, k, v), self.conv(qkv))

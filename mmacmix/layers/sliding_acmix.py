@@ -25,7 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates, d_major_order
+from .acmix import (ACmixConvPath, MixingRates, check_reflection_input,
+                    d_major_order)
 
 
 def _block_size(stride: int, head_dims: int) -> int:
@@ -392,15 +393,8 @@ class SlidingACmix(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
         ceil(W / stride))``."""
-        if x.dim() != 4:
-            raise ValueError(f'expected a (B, C, H, W) input, got shape '
-                             f'{tuple(x.shape)}')
+        check_reflection_input(x, self.kernel_att, 'SlidingACmix')
         batch, _, height, width = x.shape
-        if min(height, width) <= self.kernel_att // 2:
-            raise ValueError(
-                f'SlidingACmix needs inputs larger than kernel_att // 2 = '
-                f'{self.kernel_att // 2} on both sides (reflection padding), '
-                f'got {height}x{width}')
         heads, head_dims = self.num_heads, self.head_dims
         order = self.d_major
         qkv = F.conv2d(x, self.qkv.weight[order], self.qkv.bias[order]).view(

@@ -17,7 +17,6 @@ entries compare the cost of their architectures on the same inputs.
   backward and an SGD step; for a backbone alone, the mean of its outputs as
   the loss.
 """
-import os.path as osp
 import resource
 import statistics
 import time
@@ -76,16 +75,6 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
-
-
-def _load_config(config: str):
-    from mmengine.config import Config
-    from mmengine.hub import get_config
-    if '::' in config:
-        return get_config(config)
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'no config file {config!r}')
-    return Config.fromfile(config)
 
 
 def _synthetic_samples(scope: str, batch: int, shape: Sequence[int],
@@ -155,24 +144,16 @@ class Entry:
     def __init__(self, spec: str, batch: int, shape: Sequence[int],
                  device: str = 'cpu', dtype: str = 'fp32',
                  cfg_options: dict = None):
-        from mmengine.model import revert_sync_batchnorm
-        from mmengine.registry import init_default_scope
-
-        from .config_complexity import DEFAULT_SHAPES
+        from .config_complexity import build_model, read_config
         config, _, part = spec.rpartition(':')
         if part != 'backbone':
             config, part = spec, 'model'
         self.spec, self.part = spec, part
-        cfg = _load_config(config)
+        cfg = read_config(config)
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
-        scope = cfg.get('default_scope', 'mmdet')
-        if scope not in DEFAULT_SHAPES:
-            raise ValueError(f'{config}: unsupported default_scope {scope!r}')
-        init_default_scope(scope)
-        registry = __import__(f'{scope}.registry', fromlist=['MODELS'])
         torch.manual_seed(0)
-        model = revert_sync_batchnorm(registry.MODELS.build(cfg.model))
+        model, scope = build_model(cfg, inference=False)
         if part == 'backbone':
             model = model.backbone
         self.device = torch.device(device)
@@ -181,23 +162,23 @@ class Entry:
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=1e-4, momentum=0.9)
 
+        # per mode (training or not): the inputs and data samples
         gen = torch.Generator().manual_seed(1)
         h, w = shape
         if part == 'backbone':
-            self.inputs = torch.randn(batch, 3, h, w, generator=gen).to(
+            images = torch.randn(batch, 3, h, w, generator=gen).to(
                 self.device)
-            self.samples = {}
+            self.batches = {True: (images, None), False: (images, None)}
             return
         samples = _synthetic_samples(scope, batch, shape, _num_classes(model),
                                      gen)
         images = [torch.randint(0, 256, (3, h, w), generator=gen,
                                 dtype=torch.uint8) for _ in range(batch)]
-        self.samples = {}
+        self.batches = {}
         for training in (True, False):
             data = self.model.data_preprocessor(
                 dict(inputs=images, data_samples=samples), training)
-            self.samples[training] = data['data_samples']
-            self.inputs = data['inputs']
+            self.batches[training] = (data['inputs'], data['data_samples'])
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -206,22 +187,23 @@ class Entry:
 
     def infer(self) -> None:
         self.model.eval()
+        inputs, samples = self.batches[False]
         with torch.no_grad(), self._autocast():
             if self.part == 'backbone':
-                self.model(self.inputs)
+                self.model(inputs)
             else:
-                self.model(self.inputs, self.samples[False], mode='predict')
+                self.model(inputs, samples, mode='predict')
 
     def train_step(self) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        inputs, samples = self.batches[True]
         with self._autocast():
             if self.part == 'backbone':
-                outs = self.model(self.inputs)
+                outs = self.model(inputs)
                 loss = sum(out.float().mean() for out in outs)
             else:
-                losses = self.model(self.inputs, self.samples[True],
-                                    mode='loss')
+                losses = self.model(inputs, samples, mode='loss')
                 loss, _ = self.model.parse_losses(losses)
         loss.backward()
         self.optimizer.step()

@@ -21,13 +21,15 @@ What the forward pass is, per scope:
   after NMS, and runs Cascade's mask heads on all proposals.
 """
 import importlib
+import os.path as osp
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 from .complexity import complexity
 
@@ -110,17 +112,32 @@ def _is_two_stage(model: nn.Module) -> bool:
             and (not roi_head.with_mask or hasattr(roi_head, '_mask_forward')))
 
 
-def build_model(cfg: Config) -> Tuple[nn.Module, str]:
-    """The config's model, built in its scope, in eval mode, not
-    initialised (``init_cfg`` checkpoints are not read)."""
+def read_config(config: str) -> Config:
+    """A config file, or a ``package::path`` config of an installed
+    OpenMMLab library (e.g. ``mmdet::swin/...py``)."""
+    if '::' in config:
+        return get_config(config)
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'no config file {config!r}')
+    return Config.fromfile(config)
+
+
+def build_model(cfg: Config,
+                inference: bool = True) -> Tuple[nn.Module, str]:
+    """The config's model, built in its scope, not initialised
+    (``init_cfg`` checkpoints are not read). With ``inference``: in eval
+    mode and without mmseg's auxiliary head (unused at inference)."""
     scope = cfg.get('default_scope', 'mmdet')
     if scope not in DEFAULT_SHAPES:
         raise ValueError(f'unsupported default_scope {scope!r}')
-    init_default_scope(scope)
     models = importlib.import_module(f'{scope}.registry').MODELS
-    model = revert_sync_batchnorm(models.build(cfg.model))
+    # built in the config's scope, without changing the process's default
+    with DefaultScope.overwrite_default_scope(scope):
+        model = revert_sync_batchnorm(models.build(cfg.model))
+    if not inference:
+        return model, scope
     if scope == 'mmseg' and hasattr(model, 'auxiliary_head'):
-        model.auxiliary_head = None  # not used at inference
+        model.auxiliary_head = None
     return model.eval(), scope
 
 

@@ -144,13 +144,12 @@ def main(argv=None) -> dict:
     for mode in _modes(args):
         times = alternated_times(entries, mode, args.runs, args.warmup,
                                  log=lambda line: print(line, flush=True))
-        reference = summary(times[0])['median_s']
-        result['results'][mode] = [
-            dict(summary(t), entry=spec,
-                 images_per_s=args.batch / summary(t)['median_s'],
-                 ratio=summary(t)['median_s'] / reference)
-            for spec, t in zip(args.entries, times)
-        ]
+        rows = [dict(summary(t), entry=spec)
+                for spec, t in zip(args.entries, times)]
+        for row in rows:
+            row['images_per_s'] = args.batch / row['median_s']
+            row['ratio'] = row['median_s'] / rows[0]['median_s']
+        result['results'][mode] = rows
     del entries
     if not args.no_memory:
         for index, spec in enumerate(args.entries):

@@ -17,10 +17,9 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.hub import get_config  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from mmacmix.utils.config_complexity import measure  # noqa: E402
+from mmacmix.utils.config_complexity import measure, read_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,8 +41,7 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     rows = []
     for config in args.configs:
-        cfg = get_config(config) if '::' in config else Config.fromfile(
-            config)
+        cfg = read_config(config)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         rows.append(dict(config=config, **measure(cfg, args.shape)))

@@ -1,5 +1,5 @@
 """Pieces the backbone families share."""
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, List, Sequence, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
@@ -70,6 +70,16 @@ def freeze(modules: Iterable[nn.Module]) -> None:
         module.eval()
         for param in module.parameters():
             param.requires_grad = False
+
+
+def resolve_out_indices(out_indices: Sequence[int],
+                        num_stages: int) -> List[int]:
+    """``out_indices`` as non-negative stage indices (negative ones count
+    from the last stage); an index out of range raises ``ValueError``."""
+    if any(not -num_stages <= i < num_stages for i in out_indices):
+        raise ValueError(f'out_indices {out_indices} out of range for '
+                         f'{num_stages} stages')
+    return [i % num_stages for i in out_indices]
 
 
 def resolve_arch(arch: Union[str, dict], arch_zoo: dict, required: set,

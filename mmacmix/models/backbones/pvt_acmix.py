@@ -13,7 +13,7 @@ from torch import Tensor
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 
 from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
-                     resolve_arch)
+                     resolve_arch, resolve_out_indices)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
@@ -233,11 +233,8 @@ class PVTACmix(BaseModule):
         if len(patch_sizes) != num_stages:
             raise ValueError(f'{len(patch_sizes)} patch_sizes for '
                              f'{num_stages} stages')
-        if any(not -num_stages <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for '
-                             f'{num_stages} stages')
         self.num_features = list(arch['embed_dims'])
-        self.out_indices = [i % num_stages for i in out_indices]
+        self.out_indices = resolve_out_indices(out_indices, num_stages)
         self.frozen_stages = frozen_stages
         # the smallest input every stage can reduce
         self.min_input_size = max(

@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sliding_acmix import SlidingACmix
 
-from .common import batch_norms_to_eval, freeze
+from .common import batch_norms_to_eval, freeze, resolve_out_indices
 
 
 class ACmixBottleneck(BaseModule):
@@ -157,11 +157,8 @@ class ResNetACmix(BaseModule):
             raise ValueError(f'strides {strides} must have '
                              f'{len(stage_blocks)} entries')
         num_stages = len(stage_blocks)
-        if any(not -num_stages <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for '
-                             f'{num_stages} stages')
         self.depth = depth
-        self.out_indices = [i % num_stages for i in out_indices]
+        self.out_indices = resolve_out_indices(out_indices, num_stages)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mmacmix.layers.patchwise_acmix import PatchwiseACmix
 
-from .common import batch_norms_to_eval, freeze
+from .common import batch_norms_to_eval, freeze, resolve_out_indices
 
 
 class SANACmixBlock(BaseModule):
@@ -174,11 +174,8 @@ class SANACmix(BaseModule):
         if any(c % 32 for c in stage_channels):
             raise ValueError(f'stage_channels {stage_channels} must be '
                              f'multiples of 32')
-        if any(not -num_stages <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for '
-                             f'{num_stages} stages')
         self.depth = depth
-        self.out_indices = [i % num_stages for i in out_indices]
+        self.out_indices = resolve_out_indices(out_indices, num_stages)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.num_features = list(stage_channels)

@@ -11,7 +11,7 @@ from torch import Tensor
 from mmacmix.layers import WindowACmix
 
 from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
-                     resolve_arch)
+                     resolve_arch, resolve_out_indices)
 
 
 class PatchEmbed(nn.Module):
@@ -220,10 +220,7 @@ class SwinACmix(BaseModule):
         embed_dims, depths = arch['embed_dims'], arch['depths']
         num_stages = len(depths)
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
-        if any(not -num_stages <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for '
-                             f'{num_stages} stages')
-        self.out_indices = [i % num_stages for i in out_indices]
+        self.out_indices = resolve_out_indices(out_indices, num_stages)
         self.frozen_stages = frozen_stages
 
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
