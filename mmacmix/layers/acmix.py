@@ -54,18 +54,22 @@ def d_major_order(num_maps: int, head_dims: int) -> Tensor:
     return (maps[None] + torch.arange(head_dims)[:, None]).flatten()
 
 
-def check_reflection_input(x: Tensor, kernel_size: int, owner: str) -> None:
-    """A ``(B, C, H, W)`` input larger than ``kernel_size // 2`` on both
-    sides, what a reflection-padded ``kernel_size`` window needs."""
-    if x.dim() != 4:
-        raise ValueError(f'expected a (B, C, H, W) input, got shape '
+def check_reflection_input(x: Tensor,
+                           kernel_size: int,
+                           owner: str,
+                           layout: str = '(B, C, H, W)') -> None:
+    """``x`` has the ``layout``'s number of dims and is larger than
+    ``kernel_size // 2`` on both sides (the last two), what a
+    reflection-padded ``kernel_size`` window needs."""
+    if x.dim() != layout.count(',') + 1:
+        raise ValueError(f'{owner} expected an input of shape {layout}, got '
                          f'{tuple(x.shape)}')
     height, width = x.shape[-2:]
     if min(height, width) <= kernel_size // 2:
         raise ValueError(
-            f'{owner} needs inputs larger than kernel_att // 2 = '
-            f'{kernel_size // 2} on both sides (reflection padding), got '
-            f'{height}x{width}')
+            f'{owner} needs inputs larger than {kernel_size // 2} on both '
+            f'sides (reflection padding of a {kernel_size}x{kernel_size} '
+            f'window), got {height}x{width}')
 
 
 class ACmixConvPath(nn.Module):

@@ -311,15 +311,12 @@ def sliding_window_attention(qkv: Tensor,
     Returns:
         Tensor: ``(B, heads, d, Ho, Wo)``.
     """
-    height, width = qkv.shape[-2:]
-    if min(height, width) <= kernel_size // 2:
-        raise ValueError(
-            f'sliding-window attention needs maps larger than kernel_size // '
-            f'2 = {kernel_size // 2} on both sides (reflection padding), got '
-            f'{height}x{width}')
-    if qkv.dim() != 5 or qkv.shape[1] % 3:
-        raise ValueError(f'expected qkv of shape (B, 3 * heads, d, H, W), '
-                         f'got {tuple(qkv.shape)}')
+    layout = '(B, 3 * heads, d, H, W)'
+    check_reflection_input(qkv, kernel_size, 'sliding-window attention',
+                           layout)
+    if qkv.shape[1] % 3:
+        raise ValueError(f'expected qkv of shape {layout}, got '
+                         f'{tuple(qkv.shape)}')
     return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale)
 
 
