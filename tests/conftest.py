@@ -1,4 +1,5 @@
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,19 +14,35 @@ def pytest_configure(config):
         'markers', 'slow: long end-to-end runs, excluded by default (-m slow)')
 
 
+def _reference_candidates():
+    """Where the reference data may be: $MMACMIX_REFERENCE, else
+    ``../shared/reference`` beside this checkout or, for a clone of a local
+    checkout (``git clone /work/main /tmp/fresh``), beside that one."""
+    if 'MMACMIX_REFERENCE' in os.environ:
+        yield Path(os.environ['MMACMIX_REFERENCE'])
+        return
+    yield REPO_ROOT.parent / 'shared' / 'reference'
+    origin = subprocess.run(
+        ['git', '-C', str(REPO_ROOT), 'config', '--get', 'remote.origin.url'],
+        capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        yield Path(origin).resolve().parent / 'shared' / 'reference'
+
+
 @pytest.fixture(scope='session')
 def reference_dir() -> Path:
     """Reference data from the authors' code (../shared/reference).
 
     It is part of the project's contract, so its absence is a failure, not a
-    skip. MMACMIX_REFERENCE overrides the location.
+    skip.
     """
-    path = Path(os.environ.get('MMACMIX_REFERENCE',
-                               REPO_ROOT.parent / 'shared' / 'reference'))
-    path = path / 'acmix_official'
-    if not path.is_dir():
-        pytest.fail(f'reference data not found at {path}')
-    return path
+    tried = []
+    for candidate in _reference_candidates():
+        path = candidate / 'acmix_official'
+        if path.is_dir():
+            return path
+        tried.append(str(path))
+    pytest.fail(f'reference data not found at {" or ".join(tried)}')
 
 
 @pytest.fixture(scope='session')
