@@ -47,3 +47,23 @@ def test_bad_input(tmp_path):
                      '--no-memory'], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "no config file 'no/such/config.py'" in proc.stderr
+
+
+def test_tensor_memory_counts_live_tensors():
+    """Peak and final bytes of the tensors a function leaves alive, exact
+    (the measure of ``benchmark_unfold.py``'s peak memory)."""
+    import torch
+
+    from mmacmix.utils.benchmark import tensor_memory_mib, tensors_mib
+    kept = []
+
+    def work():
+        big = torch.empty(3 * 2**18)  # 3 MiB of float32
+        kept.append(torch.empty(2**18))  # 1 MiB, left alive
+        del big
+        torch.empty(2**19)  # 2 MiB, freed at once
+
+    peak, final = tensor_memory_mib(work)
+    assert (peak, final) == (4, 1)
+    base = torch.empty(2**18)
+    assert tensors_mib([base, base[10:], torch.empty(2**17)]) == 1.5

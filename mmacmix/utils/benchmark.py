@@ -21,7 +21,7 @@ import resource
 import statistics
 import time
 from contextlib import nullcontext
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -45,19 +45,34 @@ def current_rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def saved_for_backward_mib(forward: Callable[[], object]) -> float:
-    """MiB of the distinct tensors (storages) that ``forward()`` saves for
-    the backward pass."""
-    saved = {}
+def tensor_memory_mib(fn: Callable[[], object]) -> Tuple[float, float]:
+    """Peak and final MiB of CPU tensors alive while ``fn()`` runs, over
+    those alive before (the profiler's allocation events). The peak is the
+    CPU counterpart of ``torch.cuda.max_memory_allocated``, without the
+    memory the C allocator keeps after frees, which RSS also holds; the
+    final value after a forward pass whose output ``fn`` keeps is what the
+    autograd graph holds for the backward pass (whatever saved-tensor hooks
+    did)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU],
+                 profile_memory=True) as prof:
+        fn()
+    deltas = sorted((event.start_ns(), event.nbytes())
+                    for event in prof.profiler.kineto_results.events()
+                    if event.name() == '[memory]'
+                    and event.device_type() == torch.autograd.DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20, live / 2**20
 
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        forward()
-    return sum(saved.values()) / 2**20
+def tensors_mib(tensors: Iterable[torch.Tensor]) -> float:
+    """MiB of the distinct storages of ``tensors``."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for t in tensors}
+    return sum(storages.values()) / 2**20
 
 
 def summary(times: Sequence[float]) -> dict:
