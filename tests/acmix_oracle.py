@@ -49,15 +49,17 @@ def unfold_qkv_attention(qkv, pe, kernel_size=7, stride=1, scale=1.):
 class UnfoldACmix(SlidingACmix):
     """:class:`SlidingACmix` computing its attention with the oracle."""
 
-    def _attend(self, qkv, pe):
-        return unfold_qkv_attention(qkv, pe, self.kernel_att, self.stride,
-                                    self.head_dims**-0.5)
+    def _attend(self, qkv, pe, rate):
+        return rate * unfold_qkv_attention(qkv, pe, self.kernel_att,
+                                           self.stride, self.head_dims**-0.5)
 
 
 def use_unfold_attention(model):
     """Switch every :class:`SlidingACmix` of ``model`` to the oracle, in
-    place (weights unchanged); returns ``model``."""
+    place (weights unchanged), keeping every tensor for the backward pass as
+    the official code does; returns ``model``."""
     for module in model.modules():
         if type(module) is SlidingACmix:
             module.__class__ = UnfoldACmix
+            module.recompute = False  # the official code keeps everything
     return model

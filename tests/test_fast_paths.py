@@ -73,6 +73,22 @@ def test_folded_conv_path_equals_plain(heads, head_dims, stride, bias,
     assert_same(plain, folded, torch.randn(2, maps, head_dims, 9, 11))
 
 
+@pytest.mark.parametrize('fold', [False, True])
+def test_conv_path_rate_scales_the_output(fold):
+    """``conv(qkv, rate)`` (the folded form scales its kernels) is
+    ``rate * conv(qkv)``, the gradient of the rate included."""
+    path = perturb(ACmixConvPath(2, 4, fc_bias=True, fold_fc=fold)).double()
+    qkv = torch.randn(2, 6, 4, 7, 9, dtype=torch.float64)
+    rate = torch.tensor([-0.7], dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 8, 7, 9, dtype=torch.float64)
+    results = []
+    for out in (path(qkv, rate), rate * path(qkv)):
+        results.append((out, ) + torch.autograd.grad(
+            out, [rate, *path.parameters()], grad))
+    for scaled, expected in zip(*results):
+        torch.testing.assert_close(scaled, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_fold_is_chosen_by_heads():
     """Folding is the default up to 5 heads (faster there on CPU)."""
     assert [ACmixConvPath(h, 4).fold_fc for h in (1, 3, 5, 6, 12)] == [

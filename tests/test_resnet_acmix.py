@@ -20,6 +20,7 @@ from mmacmix.models.converters import (Layout, extract_state_dict,
                                        load_official_checkpoint)
 from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
                                                 convert_acmix_module)
+from mmacmix.utils.benchmark import tensor_memory_mib
 
 CONFIGS = REPO_ROOT / 'configs'
 
@@ -76,15 +77,16 @@ def test_fast_attention_matches_unfold_oracle(shape, stride):
     kwargs = dict(dtype=torch.float64, requires_grad=True)
     qkv = torch.randn(batch, 3 * heads, d, height, width, **kwargs)
     pe = torch.randn(1, d, height, width, **kwargs)
-    out = sliding_window_attention(qkv, pe, 7, stride, 0.3)
-    ref = unfold_qkv_attention(qkv, pe, 7, stride, 0.3)
+    rate = torch.tensor([0.7], **kwargs)  # ACmix's rate1, applied inside
+    out = sliding_window_attention(qkv, pe, 7, stride, 0.3, rate)
+    ref = rate * unfold_qkv_attention(qkv, pe, 7, stride, 0.3)
     assert out.shape == ref.shape == (batch, heads, d,
                                       math.ceil(height / stride),
                                       math.ceil(width / stride))
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-10)
     grad = torch.randn_like(ref)
-    grads = torch.autograd.grad(out, (qkv, pe), grad)
-    ref_grads = torch.autograd.grad(ref, (qkv, pe), grad)
+    grads = torch.autograd.grad(out, (qkv, pe, rate), grad)
+    ref_grads = torch.autograd.grad(ref, (qkv, pe, rate), grad)
     for got, expected in zip(grads, ref_grads):
         torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-10)
 
@@ -110,10 +112,14 @@ def test_fast_attention_gradcheck():
     kwargs = dict(dtype=torch.float64, requires_grad=True)
     qkv = torch.randn(1, 6, 2, 6, 5, **kwargs)
     pe = torch.randn(1, 2, 6, 5, **kwargs)
+    rate = torch.tensor([-1.3], **kwargs)
     for stride in (1, 2):
         assert torch.autograd.gradcheck(
             lambda *t: sliding_window_attention(*t, 7, stride, 0.5),
             (qkv, pe))
+        assert torch.autograd.gradcheck(
+            lambda *t: sliding_window_attention(*t[:2], 7, stride, 0.5,
+                                                t[2]), (qkv, pe, rate))
 
 
 def test_operator_matches_oracle_in_training_with_gradients():
@@ -131,6 +137,33 @@ def test_operator_matches_oracle_in_training_with_gradients():
         assert p.grad is not None, name
         torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4,
                                    msg=name)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_recompute_keeps_less_and_gives_the_same_gradients(stride):
+    """With ``recompute`` the forward pass leaves the projections to the
+    backward pass to recompute: the graph holds at least their size less,
+    and the outputs and every gradient are the same (float64)."""
+    torch.manual_seed(0)
+    module = SlidingACmix(16, 32, stride=stride).double().train()
+    x = torch.randn(2, 16, 26, 22, dtype=torch.float64)
+    grad = torch.randn(2, 32, 26 // stride, 22 // stride,
+                       dtype=torch.float64)
+    results, kept = [], []
+    for recompute in (False, True):
+        module.recompute = recompute
+        module.zero_grad()
+        inputs = x.clone().requires_grad_()
+        outputs = []
+        kept.append(tensor_memory_mib(
+            lambda: outputs.append(module(inputs)))[1])
+        outputs[0].backward(grad)
+        results.append([outputs[0].detach(), inputs.grad] +
+                       [p.grad for p in module.parameters()])
+    projections_mib = x.shape[0] * 3 * 32 * 26 * 22 * 8 / 2**20
+    assert kept[0] - kept[1] >= projections_mib
+    for plain, recomputed in zip(*results):
+        torch.testing.assert_close(recomputed, plain, rtol=1e-12, atol=1e-12)
 
 
 def test_odd_sizes_with_stride_2():
@@ -245,6 +278,23 @@ def test_backbone_bad_arguments():
         ResNetACmix(26, out_indices=(4, ))
     with pytest.raises(ValueError, match='strides'):
         ResNetACmix(26, strides=(1, 2, 2))
+    with pytest.raises(ValueError, match='recompute'):
+        ResNetACmix(26, recompute=(True, False))
+
+
+def test_recompute_per_stage_and_not_under_with_cp():
+    """By default every stage but the last recomputes its projections;
+    under with_cp (which recomputes whole blocks) none does."""
+
+    def flags(model):
+        return [[block.conv2.recompute for block in getattr(model, name)]
+                for name in model.res_layers]
+
+    assert flags(ResNetACmix(38)) == [[True] * 2, [True] * 3, [True] * 5,
+                                      [False] * 2]
+    assert flags(ResNetACmix(26, recompute=(False, True, False, True))) == [
+        [False], [True, True], [False] * 4, [True]]
+    assert not any(sum(flags(ResNetACmix(26, with_cp=True)), []))
 
 
 def test_frozen_stages_and_norm_eval():

@@ -17,6 +17,7 @@ A family plugs in by computing its projections in the layout documented in
 :class:`mmacmix.layers.WindowACmix` for Swin).
 """
 from contextlib import contextmanager
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -163,13 +164,18 @@ class ACmixConvPath(nn.Module):
         taps = torch.arange(k * k, device=weight.device)
         weight[:, taps, taps // k, taps % k] = 1
 
-    def forward(self, qkv: Tensor) -> Tensor:
+    def forward(self, qkv: Tensor, rate: Optional[Tensor] = None) -> Tensor:
+        """Map the projections (see the class docstring) to the output,
+        times ``rate`` (one-element; ACmix's ``rate2``) if given. The folded
+        form multiplies its kernels, so the output is not kept for the
+        backward pass."""
         if self.fold_fc:
-            return self._folded(qkv)
+            return self._folded(qkv, rate)
         # fc over the 3*heads axis, moved last: (B, H, W, head_dims, k*k)
-        return self.shift_and_sum(self.fc(qkv.permute(0, 3, 4, 2, 1)))
+        out = self.shift_and_sum(self.fc(qkv.permute(0, 3, 4, 2, 1)))
+        return out if rate is None else rate.to(out.dtype) * out
 
-    def _folded(self, qkv: Tensor) -> Tensor:
+    def _folded(self, qkv: Tensor, rate: Optional[Tensor]) -> Tensor:
         """``fc`` and ``dep_conv`` as one group convolution over the
         projections: ``fc`` mixes the maps of one channel index ``d`` and
         ``dep_conv``'s group ``d`` reads only those, so the two compose to
@@ -181,12 +187,13 @@ class ACmixConvPath(nn.Module):
         # projects d-major channels-last maps (see the class docstring)
         maps = qkv.transpose(1, 2).reshape(batch, -1, height, width)
         dep = self.dep_conv
-        weight = torch.einsum('okxy,ks->osxy', dep.weight, self.fc.weight)
+        dep_weight = dep.weight if rate is None else rate * dep.weight
+        weight = torch.einsum('okxy,ks->osxy', dep_weight, self.fc.weight)
         out = F.conv2d(maps, weight.to(maps.dtype), None, dep.stride,
                        dep.padding, groups=head_dims)
         if self.fc.bias is None:
             return out
-        bias_kernel = torch.einsum('okxy,k->oxy', dep.weight, self.fc.bias)
+        bias_kernel = torch.einsum('okxy,k->oxy', dep_weight, self.fc.bias)
         ones = maps.new_ones(1, head_dims, height, width)
         return out + F.conv2d(ones, bias_kernel[:, None].to(maps.dtype), None,
                               dep.stride, dep.padding, groups=head_dims)

@@ -19,6 +19,7 @@ Two facts make this possible:
 """
 import functools
 import math
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,7 @@ from torch import Tensor
 
 from .acmix import (ACmixConvPath, MixingRates, check_reflection_input,
                     d_major_order)
+from .recompute import recompute_in_backward
 
 
 def _block_size(stride: int, head_dims: int) -> int:
@@ -39,26 +41,29 @@ def _block_size(stride: int, head_dims: int) -> int:
 
 
 def _outside_window(block: int, stride: int, kernel_size: int,
-                    device: torch.device) -> Tensor:
-    """``(block**2, halo**2)`` bool mask, True where a key of the halo lies
-    outside the window of a query of the block. Cached, so a forward pass
+                    device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(block**2, halo**2)`` additive mask: -inf where a key of the halo
+    lies outside the window of a query of the block, else 0 (adding it is
+    several times faster than ``masked_fill_``). Cached, so a forward pass
     creates no mask; except under the JIT tracer (the FLOPs counter), where
     a tensor made inside one traced autograd Function cannot be reused by
     the next one."""
     if torch.jit.is_tracing():
-        return _window_mask(block, stride, kernel_size, device)
-    return _cached_window_mask(block, stride, kernel_size, device)
+        return _window_mask(block, stride, kernel_size, device, dtype)
+    return _cached_window_mask(block, stride, kernel_size, device, dtype)
 
 
 def _window_mask(block: int, stride: int, kernel_size: int,
-                 device: torch.device) -> Tensor:
+                 device: torch.device, dtype: torch.dtype) -> Tensor:
     with torch.inference_mode(False):
         halo = stride * (block - 1) + kernel_size
         queries = stride * torch.arange(block, device=device)
         offset = torch.arange(halo, device=device)[None] - queries[:, None]
         inside = (offset >= 0) & (offset < kernel_size)  # (block, halo)
         inside = inside[:, None, :, None] & inside[None, :, None, :]
-        return ~inside.reshape(block * block, halo * halo)
+        outside = ~inside.reshape(block * block, halo * halo)
+        return torch.zeros(outside.shape, device=device,
+                           dtype=dtype).masked_fill_(outside, float('-inf'))
 
 
 _cached_window_mask = functools.lru_cache(maxsize=32)(_window_mask)
@@ -207,17 +212,18 @@ def _chunks(batch: int, heads: int, g: _Geometry):
 
 def _weights(queries, keys, g, stride, kernel_size):
     logits = torch.bmm(queries, keys.transpose(1, 2))
-    mask = _outside_window(g.block, stride, kernel_size, queries.device)
-    return logits.masked_fill_(mask, float('-inf')).softmax(-1)
+    mask = _outside_window(g.block, stride, kernel_size, queries.device,
+                           logits.dtype)
+    return logits.add_(mask).softmax(-1)
 
 
 class _SlidingWindowAttention(torch.autograd.Function):
     """See :func:`sliding_window_attention`. Saves only its inputs (the
-    projections) and its output; the backward pass recomputes the attention
-    weights block by block. Works on chunks of the batch."""
+    projections); the backward pass recomputes the attention weights and
+    output block by block. Works on chunks of the batch."""
 
     @staticmethod
-    def forward(ctx, qkv, pe, kernel_size, stride, scale):
+    def forward(ctx, qkv, pe, kernel_size, stride, scale, rate):
         batch, _, d, height, width = qkv.shape
         heads = qkv.shape[1] // 3
         g = _Geometry(height, width, d, kernel_size, stride)
@@ -228,19 +234,28 @@ class _SlidingWindowAttention(torch.autograd.Function):
             values = _halos(_padded(v, None, g), g)
             queries = _to_blocks(q[..., ::stride, ::stride], g).mul_(scale)
             weights = _weights(queries, keys, g, stride, kernel_size)
-            _from_blocks(torch.bmm(weights, values), out[part], g)
-        ctx.save_for_backward(qkv, pe, out)
+            out_blocks = torch.bmm(weights, values)
+            if rate is not None:
+                out_blocks.mul_(rate)
+            _from_blocks(out_blocks, out[part], g)
+        ctx.save_for_backward(qkv, pe, rate)
         ctx.args = (kernel_size, stride, scale)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        qkv, pe, out = ctx.saved_tensors
+        qkv, pe, rate = ctx.saved_tensors
         kernel_size, stride, scale = ctx.args
         batch, _, d, height, width = qkv.shape
         heads = qkv.shape[1] // 3
         g = _Geometry(height, width, d, kernel_size, stride)
-        grad_qkv = qkv.new_zeros(qkv.shape)
+        # the layout of qkv (d-major from SlidingACmix), which the gradient
+        # of the convolution path has too: summing them and passing the sum
+        # back to the projection then takes no copy
+        grad_qkv = torch.empty_like(qkv)
+        if stride > 1:  # the gradient of the queries between the strides
+            grad_qkv[:, :heads].zero_()
+        grad_rate = None if rate is None else torch.zeros_like(rate)
         for part in _chunks(batch, heads, g):
             q, k, v = qkv[part].chunk(3, 1)  # (b, heads, d, H, W) views
             grad_q, grad_k, grad_v = grad_qkv[part].chunk(3, 1)
@@ -250,12 +265,17 @@ class _SlidingWindowAttention(torch.autograd.Function):
             queries = _to_blocks(q[..., ::stride, ::stride], g).mul_(scale)
             weights = _weights(queries, keys, g, stride, kernel_size)
 
-            grad_o = grad_out[part]
-            grad_blocks = _to_blocks(grad_o, g)
-            # softmax backward: dS = P * (dP - rowsum(dO * O))
-            row = (grad_o * out[part]).sum(-3, keepdim=True)
+            # softmax backward: dS = P * (dP - rowsum(dA * A)), A the
+            # attention output before the rate (recomputed), dA its gradient
+            grad_blocks = _to_blocks(grad_out[part], g)
+            row = (grad_blocks * torch.bmm(weights, values)).sum(
+                -1, keepdim=True)
+            if rate is not None:
+                grad_rate += row.sum()
+                grad_blocks.mul_(rate)
+                row.mul_(rate)
             grad_logits = torch.bmm(grad_blocks, values.transpose(1, 2))
-            grad_logits = grad_logits.sub_(_to_blocks(row, g)).mul_(weights)
+            grad_logits = grad_logits.sub_(row).mul_(weights)
             grad_values = torch.bmm(weights.transpose(1, 2), grad_blocks)
             del weights, values
             _from_blocks(
@@ -272,14 +292,15 @@ class _SlidingWindowAttention(torch.autograd.Function):
             grad_k = grad_qkv[:, heads:2 * heads]
             grad_pe = -grad_k.sum_to_size((1, 1) + pe.shape[1:]).view(
                 pe.shape)
-        return grad_qkv, grad_pe, None, None, None
+        return grad_qkv, grad_pe, None, None, None, grad_rate
 
 
 def sliding_window_attention(qkv: Tensor,
                              pe: Tensor,
                              kernel_size: int = 7,
                              stride: int = 1,
-                             scale: float = 1.) -> Tensor:
+                             scale: float = 1.,
+                             rate: Optional[Tensor] = None) -> Tensor:
     """Sliding-window (neighbourhood) attention of ResNet-ACmix.
 
     For the query at output pixel ``i`` (input pixel ``stride * i``), the
@@ -307,6 +328,10 @@ def sliding_window_attention(qkv: Tensor,
             the output is ``ceil(H / stride) x ceil(W / stride)``.
             Defaults to 1.
         scale (float): Factor on the queries. Defaults to 1.
+        rate (Tensor, optional): One-element factor on the output (ACmix's
+            ``rate1``), with its gradient. Multiplying here rather than
+            after spares keeping the output for the backward pass, which
+            recomputes it. Defaults to None (no factor).
 
     Returns:
         Tensor: ``(B, heads, d, Ho, Wo)``.
@@ -317,7 +342,14 @@ def sliding_window_attention(qkv: Tensor,
     if qkv.shape[1] % 3:
         raise ValueError(f'expected qkv of shape {layout}, got '
                          f'{tuple(qkv.shape)}')
-    return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale)
+    if rate is not None:
+        rate = rate.to(qkv.dtype)
+    return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale,
+                                         rate)
+
+
+def _unmarked(tensor: Tensor) -> Tensor:
+    return tensor
 
 
 class SlidingACmix(nn.Module):
@@ -347,6 +379,10 @@ class SlidingACmix(nn.Module):
         kernel_conv (int): Kernel size of the convolution path.
             Defaults to 3.
         stride (int): Stride of both paths. Defaults to 1.
+        recompute (bool): In training, let the backward pass recompute the
+            projections from the input (one more 1x1 convolution) instead of
+            keeping them: the layer then keeps little more than its input
+            and output. Defaults to True.
     """
 
     def __init__(self,
@@ -355,7 +391,8 @@ class SlidingACmix(nn.Module):
                  kernel_att: int = 7,
                  num_heads: int = 4,
                  kernel_conv: int = 3,
-                 stride: int = 1):
+                 stride: int = 1,
+                 recompute: bool = True):
         super().__init__()
         if out_channels % num_heads:
             raise ValueError(f'out_channels ({out_channels}) must be '
@@ -369,6 +406,7 @@ class SlidingACmix(nn.Module):
         self.head_dims = out_channels // num_heads
         self.kernel_att = kernel_att
         self.stride = stride
+        self.recompute = recompute
         # stage I, shared by both paths: q, k, v (official conv1/2/3),
         # computed in d-major order (what the folded convolution path reads
         # without a copy)
@@ -391,14 +429,32 @@ class SlidingACmix(nn.Module):
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
         ceil(W / stride))``."""
         check_reflection_input(x, self.kernel_att, 'SlidingACmix')
+        if not (self.recompute and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            return self._mix(x, self._project(_unmarked, x))
+        with recompute_in_backward(self._project, x) as qkv:
+            return self._mix(x, qkv)
+
+    def _project(self, mark: Callable, x: Tensor) -> Tensor:
+        """Stage I: the projections ``(B, 3 * heads, head_dims, H, W)``, a
+        d-major view; ``mark`` (see :func:`recompute_in_backward`) flags the
+        tensors that the backward pass recomputes rather than keeps."""
         batch, _, height, width = x.shape
-        heads, head_dims = self.num_heads, self.head_dims
         order = self.d_major
-        qkv = F.conv2d(x, self.qkv.weight[order], self.qkv.bias[order]).view(
-            batch, head_dims, 3 * heads, height, width).transpose(1, 2)
-        attention = self._attend(qkv, self._position_encoding(height, width))
-        conv = self.conv(qkv)
-        return self.rates(attention.flatten(1, 2), conv)
+        weight = mark(self.qkv.weight[order])
+        qkv = mark(F.conv2d(x, weight, self.qkv.bias[order]))
+        return qkv.view(batch, self.head_dims, 3 * self.num_heads, height,
+                        width).transpose(1, 2)
+
+    def _mix(self, x: Tensor, qkv: Tensor) -> Tensor:
+        """Stage II, ``rate1 * attention + rate2 * conv``: the paths apply
+        the rates themselves, which spares keeping their outputs for the
+        backward pass (see :func:`sliding_window_attention` and
+        :class:`ACmixConvPath`)."""
+        rates = self.rates
+        attention = self._attend(qkv, self._position_encoding(*x.shape[-2:]),
+                                 rates.rate1)
+        return attention.flatten(1, 2) + self.conv(qkv, rates.rate2)
 
     def _position_encoding(self, height: int, width: int) -> Tensor:
         """``pos_enc`` of the coordinate grid, ``(1, head_dims, H, W)``
@@ -408,12 +464,13 @@ class SlidingACmix(nn.Module):
         return torch.addmm(bias[:, None], weight.flatten(1),
                            grid.view(2, -1)).view(1, -1, height, width)
 
-    def _attend(self, qkv: Tensor, pe: Tensor) -> Tensor:
-        """The attention path: projections ``(B, 3 * heads, head_dims, H,
-        W)`` and encoding ``(1, head_dims, H, W)`` to ``(B, heads,
-        head_dims, H', W')``."""
+    def _attend(self, qkv: Tensor, pe: Tensor, rate: Tensor) -> Tensor:
+        """The attention path times ``rate``: projections ``(B, 3 * heads,
+        head_dims, H, W)`` and encoding ``(1, head_dims, H, W)`` to
+        ``(B, heads, head_dims, H', W')``."""
         return sliding_window_attention(qkv, pe, self.kernel_att,
-                                        self.stride, self.head_dims**-0.5)
+                                        self.stride, self.head_dims**-0.5,
+                                        rate)
 
     def extra_repr(self) -> str:
         return (f'heads={self.num_heads}, head_dims={self.head_dims}, '

@@ -31,6 +31,10 @@ class ACmixBottleneck(BaseModule):
         kernel_conv (int): Kernel size of the ACmix convolution path.
         norm_cfg (dict): Config of the norm layers.
         with_cp (bool): Use gradient checkpointing to save memory.
+        recompute (bool): Let the ACmix operator recompute its projections
+            in the backward pass (see :class:`SlidingACmix`); without effect
+            under ``with_cp``, which recomputes the whole block.
+            Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
     expansion = 4
@@ -44,14 +48,18 @@ class ACmixBottleneck(BaseModule):
                  kernel_conv: int,
                  norm_cfg: dict,
                  with_cp: bool,
+                 recompute: bool = True,
                  init_cfg=None):
         super().__init__(init_cfg)
         out_channels = width * self.expansion
         self.with_cp = with_cp
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = build_norm_layer(norm_cfg, width)[1]
+        # under checkpointing, the operator's own hooks would keep its
+        # tensors out of the checkpoint's
         self.conv2 = SlidingACmix(width, width, kernel_att, num_heads,
-                                  kernel_conv, stride)
+                                  kernel_conv, stride, recompute
+                                  and not with_cp)
         self.bn2 = build_norm_layer(norm_cfg, width)[1]
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = build_norm_layer(norm_cfg, out_channels)[1]
@@ -120,6 +128,13 @@ class ResNetACmix(BaseModule):
             statistics) during training. Defaults to False.
         with_cp (bool): Use gradient checkpointing in every block.
             Defaults to False.
+        recompute (Sequence[bool]): Per stage, whether its ACmix operators
+            recompute their projections in the backward pass instead of
+            keeping them (:class:`SlidingACmix`): less memory for a few
+            percent more time per train step. Defaults to
+            (True, True, True, False): the last stage's maps are small and
+            its backward pass runs first, while the memory peaks, so
+            recomputing there would not lower the peak.
         init_cfg (dict | list[dict], optional): Initialization config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
             for a checkpoint converted by
@@ -147,15 +162,17 @@ class ResNetACmix(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 recompute: Sequence[bool] = (True, True, True, False),
                  init_cfg=None):
         super().__init__(init_cfg)
         if depth not in self.arch_settings:
             raise ValueError(f'invalid depth {depth} for ResNetACmix; '
                              f'choose from {sorted(self.arch_settings)}')
         stage_blocks = self.arch_settings[depth]
-        if len(strides) != len(stage_blocks):
-            raise ValueError(f'strides {strides} must have '
-                             f'{len(stage_blocks)} entries')
+        for name, value in (('strides', strides), ('recompute', recompute)):
+            if len(value) != len(stage_blocks):
+                raise ValueError(f'{name} {value} must have '
+                                 f'{len(stage_blocks)} entries')
         num_stages = len(stage_blocks)
         self.depth = depth
         self.out_indices = resolve_out_indices(out_indices, num_stages)
@@ -171,7 +188,9 @@ class ResNetACmix(BaseModule):
         channels = stem_channels
         self.res_layers = []
         self.num_features = []
-        for i, (num_blocks, stride) in enumerate(zip(stage_blocks, strides)):
+        for i, (num_blocks, stride,
+                stage_recompute) in enumerate(zip(stage_blocks, strides,
+                                                  recompute)):
             width = base_channels * 2**i
             blocks = []
             for j in range(num_blocks):
@@ -184,7 +203,8 @@ class ResNetACmix(BaseModule):
                         num_heads=num_heads,
                         kernel_conv=kernel_conv,
                         norm_cfg=norm_cfg,
-                        with_cp=with_cp))
+                        with_cp=with_cp,
+                        recompute=stage_recompute))
                 channels = width * ACmixBottleneck.expansion
             self.add_module(f'layer{i + 1}', Sequential(*blocks))
             self.res_layers.append(f'layer{i + 1}')
