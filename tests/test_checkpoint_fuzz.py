@@ -72,12 +72,17 @@ def test_fuzzed_files_end_in_checkpoint_errors(tmp_path):
     rng = random.Random(SEED)
     torch.manual_seed(SEED)
     marker = tmp_path / 'pwned'
-    sources = [checkpoint_bytes(runner_like()),
-               checkpoint_bytes(runner_like(),
-                                _use_new_zipfile_serialization=False),
-               checkpoint_bytes(runner_like(marker)),
-               checkpoint_bytes(runner_like(marker), pickle_protocol=4)]
-    cases = [case for data in sources for case in variants(data, rng, 40)]
+    sources = {
+        'good': checkpoint_bytes(runner_like()),
+        'good legacy': checkpoint_bytes(
+            runner_like(), _use_new_zipfile_serialization=False),
+        'hostile': checkpoint_bytes(runner_like(marker)),
+        'hostile protocol 4': checkpoint_bytes(runner_like(marker),
+                                               pickle_protocol=4),
+    }
+    cases = [(f'{kind} {source}', damaged)
+             for source, data in sources.items()
+             for kind, damaged in variants(data, rng, 40)]
     cases += list(random_files(rng, 60))
     assert len(cases) >= 400
     outcomes = {}
@@ -92,11 +97,15 @@ def test_fuzzed_files_end_in_checkpoint_errors(tmp_path):
             assert 'weights_only' not in str(err)
         outcomes.setdefault(kind, set()).add(outcome)
         assert not marker.exists(), (kind, data[:40])
-    # what is cut or random never passes for a checkpoint
-    for kind in ('truncated', 'random', 'text'):
-        assert 'loaded' not in outcomes[kind]
-    assert 'UnsafeCheckpointError' in outcomes['truncated']
-    assert 'CheckpointError' in outcomes['flipped']
+    # what is cut or random never passes for a checkpoint, and a cut
+    # good file is not called unsafe
+    for kind in ('truncated good', 'truncated good legacy', 'random',
+                 'text'):
+        assert outcomes[kind] == {'CheckpointError'}, kind
+    # a hostile file damaged where the zip still reads is still unsafe
+    assert 'UnsafeCheckpointError' in outcomes['flipped hostile']
+    assert 'UnsafeCheckpointError' in outcomes['flipped hostile protocol 4']
+    assert 'CheckpointError' in outcomes['flipped good']
 
 
 @pytest.mark.parametrize('protocol', [2, 4])

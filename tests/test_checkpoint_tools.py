@@ -117,6 +117,11 @@ def test_train_refuses_load_from_another_model(cls_files, toy_workspace,
     assert_one_error(proc, r'0 of its 107 tensors load \(most of them must '
                      r'load\), 0 missing, 107 shape-mismatched')
     assert not list(tmp_path.glob('*.pth'))
+    # the config key keeps mmengine's warnings-only behaviour
+    run_tool(['train.py', CLS, '--work-dir', tmp_path, '--cfg-options',
+              f'load_from={cls_files / "wrong_shapes.pth"}',
+              'allow_partial_load=True', *ONE_ITER], cwd=toy_workspace)
+    assert (tmp_path / 'epoch_1.pth').is_file()
 
 
 def test_demo_bad_inputs(cls_files, toy_root, tmp_path):

@@ -23,7 +23,6 @@ import io
 import os
 import os.path as osp
 import pickletools
-import re
 import threading
 import zipfile
 from collections.abc import Mapping
@@ -116,7 +115,9 @@ def safe_torch_load(f, map_location=None, source=None):
     except Exception as err:  # noqa: B902
         # weights_only ran nothing, so whatever failed is the file's doing
         # (IndexError, struct.error, zip errors, ...): one error type
-        unsafe = _refused_global(err) or _unsafe_globals(f)
+        # named by reading the opcodes: torch's message may name a global
+        # it read from a truncated line ("GLOBAL torch.")
+        unsafe = _unsafe_globals(f)
         if unsafe:
             raise UnsafeCheckpointError(
                 f'refused to load checkpoint {name}: unpickling it would '
@@ -137,13 +138,6 @@ def _describe(f, source):
     if path is None or str(path) == str(source):
         return str(source)
     return f'{source} (read from {path})'
-
-
-def _refused_global(err):
-    """The global torch's weights_only unpickler names in ``err``, if any:
-    "... GLOBAL posix.system ..." or "... but got <class 'x.Y'>"."""
-    refused = re.search(r"GLOBAL (\S+)|but got <class '([^']+)'>", str(err))
-    return refused and (refused.group(1) or refused.group(2))
 
 
 def _reason(err):
