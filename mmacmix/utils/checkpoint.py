@@ -114,9 +114,10 @@ def safe_torch_load(f, map_location=None, source=None):
         raise
     except Exception as err:  # noqa: B902
         # weights_only ran nothing, so whatever failed is the file's doing
-        # (IndexError, struct.error, zip errors, ...): one error type
-        # named by reading the opcodes: torch's message may name a global
-        # it read from a truncated line ("GLOBAL torch.")
+        # (IndexError, struct.error, zip errors, ...): one error type. What
+        # is unsafe is read off the opcodes, not torch's message, which
+        # stops protocols 0, 4 and 5 at DICT or FRAME before their globals
+        # and names a global cut short by a truncation ("GLOBAL torch.").
         unsafe = _unsafe_globals(f)
         if unsafe:
             raise UnsafeCheckpointError(
