@@ -222,3 +222,23 @@ def test_doc_commands(cls_files, toy_workspace, tmp_path):
             assert_one_error(proc, expected_errors[i])
         elif tool == 'test.py':
             assert 'accuracy/top1' in printed_metrics(proc)
+
+
+def test_plot_rates_reads_urls_safely(tmp_path, monkeypatch):
+    """plot_rates loads no model; it reads any source mmengine reads, and
+    refuses a hostile one."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setenv('NO_PROXY', '127.0.0.1')
+    served = tmp_path / 'served'
+    served.mkdir()
+    torch.save({'state_dict': {'backbone.layer1.0.rate1': torch.tensor(0.5),
+                               'backbone.layer1.0.rate2': torch.tensor(2.)}},
+               served / 'rates.pth')
+    save_hostile(served / 'evil.pth', tmp_path / 'pwned')
+    tool = load_tool('analysis/plot_rates.py')
+    with serve_folder(served, max_requests=2) as url:
+        assert tool.read_rates(f'{url}/rates.pth') == [
+            ('backbone.layer1.0', 1, 0.5, 2.0)]
+        with pytest.raises(CheckpointError, match='refused to load'):
+            tool.read_rates(f'{url}/evil.pth')
+    assert not (tmp_path / 'pwned').exists()
