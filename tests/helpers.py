@@ -1,9 +1,13 @@
 """Helpers for the end-to-end tests: run the project's tools as a user
 would, in a folder that holds the toy data under data/toy."""
+import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +59,35 @@ def logged_train_iters(work_dir):
                  .splitlines() if '"loss"' in line]
         runs.append(iters)
     return runs
+
+
+@contextlib.contextmanager
+def serve_folder(folder, max_requests=10):
+    """Serve the files of ``folder`` over HTTP on 127.0.0.1 only, from a
+    thread, answering at most ``max_requests`` requests (later ones get
+    503); yields the base URL. The server is closed on exit."""
+    served = []
+
+    class Handler(SimpleHTTPRequestHandler):
+
+        def do_GET(self):
+            served.append(self.path)
+            if len(served) > max_requests:
+                self.send_error(503, 'request limit of the test server')
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(
+        ('127.0.0.1', 0),
+        functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

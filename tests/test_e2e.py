@@ -171,6 +171,6 @@ def test_hostile_checkpoint_refused_by_test_tool(toy_workspace, tmp_path):
     subprocess.run([sys.executable, '-c', payload], check=True)
     proc = run_tool(['test.py', DET, hostile], cwd=toy_workspace, check=False)
     assert proc.returncode != 0
-    assert 'UnsafeCheckpointError' in proc.stderr
+    assert 'error: refused to load checkpoint' in proc.stderr
     assert 'posix.system' in proc.stderr
     assert not marker.exists()

@@ -2,14 +2,21 @@
 the config's ``default_scope`` picks the library.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
+        [--allow-partial]
+
+CHECKPOINT is a file, a URL or any prefix mmengine reads (``torchvision://``,
+``open-mmlab://``, ...). Every tensor of the model must load from it, unless
+``--allow-partial`` is given (docs/checkpoint_loading.md).
 """
 import argparse
 import json
 import os
+import sys
 
 from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
+from mmacmix.utils.checkpoint import CheckpointError
 from mmacmix.utils.runner import (add_common_args, build_runner,
                                   close_distributed, load_config)
 
@@ -19,6 +26,10 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also dump raw predictions to this .pkl')
+    parser.add_argument(
+        '--allow-partial', action='store_true',
+        help='evaluate even if some of the model is missing from the '
+        'checkpoint or has other shapes (warnings only)')
     add_common_args(parser)
     args = parser.parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -32,6 +43,8 @@ def main():
     cfg = load_config(args.config, args.work_dir, args.cfg_options,
                       args.launcher)
     cfg.load_from = args.checkpoint
+    if args.allow_partial:
+        cfg.allow_partial_load = True
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
@@ -45,4 +58,7 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (FileNotFoundError, CheckpointError) as err:
+        sys.exit(f'error: {err}')

@@ -2,11 +2,18 @@
 picks the library.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--allow-partial]
+
+``load_from`` and ``Pretrained`` inits must fill most of the model (or the
+module they init) unless ``--allow-partial`` is given or the config sets
+``allow_partial_load = True`` (docs/checkpoint_loading.md).
 """
 import argparse
 import os
+import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
+from mmacmix.utils.checkpoint import CheckpointError
 from mmacmix.utils.runner import (add_common_args, build_runner,
                                   close_distributed, load_config)
 
@@ -20,6 +27,10 @@ def parse_args():
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision training')
+    parser.add_argument(
+        '--allow-partial', action='store_true',
+        help='start from load_from or Pretrained init_cfg files that fill '
+        'only part of the model (fine-tuning; warnings only)')
     add_common_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -36,9 +47,14 @@ def main():
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
+    if args.allow_partial:
+        cfg.allow_partial_load = True
     build_runner(cfg).train()
     close_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (FileNotFoundError, CheckpointError) as err:
+        sys.exit(f'error: {err}')

@@ -3,13 +3,18 @@ machines, applied at runtime when ``mmacmix`` is imported (every config
 imports it through ``custom_imports``). Nothing in site-packages is edited,
 and on GPUs mmengine's own code paths run unchanged.
 
-1. Checkpoints: torch>=2.6 loads with ``weights_only=True``; mmengine's local
-   loader is replaced by :func:`mmacmix.utils.checkpoint.load_checkpoint_file`
-   and the classes mmengine's own checkpoints need are allowlisted. The
-   message hub's ``HistoryBuffer`` pickles as its constructor arguments:
-   its default pickle also stores its statistics functions, which only
+1. Checkpoints (see :mod:`mmacmix.utils.checkpoint`): every loader of
+   mmengine's ``CheckpointLoader``, registered now or later, is wrapped when
+   it is looked up so that it cannot unpickle code (http(s) goes through
+   ``torch.hub``, which asks for ``weights_only=False``); the classes
+   mmengine's own checkpoints need are allowlisted. The message hub's
+   ``HistoryBuffer`` pickles as its constructor arguments: its default
+   pickle also stores its statistics functions, which only
    ``builtins.getattr`` could restore, and allowing ``getattr`` would let a
-   file reach far beyond the allowlist.
+   file reach far beyond the allowlist. State dicts loaded by the runner
+   (``load_from``, ``Pretrained`` init) must fit the model: mostly when
+   training, entirely when testing, unless the config sets
+   ``allow_partial_load = True``.
 2. Distributed on CPU: mmengine's ``init_dist`` calls
    ``torch.cuda.set_device`` and asks for NCCL, and its DDP wrapper always
    passes ``device_ids``. Without CUDA we use gloo and drop ``device_ids``.
@@ -22,9 +27,11 @@ from mmengine.device import (is_cuda_available, is_mlu_available,
 from mmengine.dist import utils as dist_utils
 from mmengine.logging import HistoryBuffer
 from mmengine.model import MMDistributedDataParallel
+from mmengine.runner import BaseLoop, Runner
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .checkpoint import install_allowlist, load_checkpoint_file
+from . import checkpoint
 
 _applied = False
 
@@ -34,15 +41,73 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    install_allowlist()
-    HistoryBuffer.__reduce__ = _history_buffer_reduce
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_checkpoint_file, force=True)
+    _install_safe_loading()
     dist_utils._init_dist_pytorch = _cpu_aware_init_dist_pytorch(
         dist_utils._init_dist_pytorch)
     MMDistributedDataParallel.__init__ = _cpu_aware_ddp_init(
         MMDistributedDataParallel.__init__)
     _applied = True
+
+
+def _install_safe_loading():
+    checkpoint.install_allowlist()
+    checkpoint.install_torch_load_guard()
+    HistoryBuffer.__reduce__ = _history_buffer_reduce
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=checkpoint.load_checkpoint_file, force=True)
+    get_loader = CheckpointLoader._get_checkpoint_loader.__func__
+    CheckpointLoader._get_checkpoint_loader = classmethod(
+        _guarded_lookup(get_loader))
+    mmengine_checkpoint.load_state_dict = _fit_checked(
+        mmengine_checkpoint.load_state_dict)
+    mmengine_checkpoint._load_checkpoint_with_prefix = (
+        checkpoint.load_checkpoint_with_prefix)
+    Runner.load_checkpoint = _with_runner_rule(Runner.load_checkpoint)
+    Runner._init_model_weights = _with_runner_rule(
+        Runner._init_model_weights)
+
+
+def _guarded_lookup(get_loader):
+    # at lookup, so that schemes registered after import are covered too
+
+    @functools.wraps(get_loader)
+    def wrapper(cls, path):
+        loader = get_loader(cls, path)
+        return None if loader is None else checkpoint.guard_loader(loader)
+
+    return wrapper
+
+
+def _fit_checked(load_state_dict):
+
+    @functools.wraps(load_state_dict)
+    def wrapper(module, state_dict, strict=False, logger=None):
+        rule = checkpoint.current_rule()
+        if rule in ('all', 'most'):
+            checkpoint.check_state_dict(module, state_dict, rule)
+        return load_state_dict(module, state_dict, strict, logger)
+
+    return wrapper
+
+
+def _with_runner_rule(method):
+    """Run ``method`` of a runner under its fit rule: 'off' when the config
+    sets ``allow_partial_load``, else 'most' for a run that trains (its
+    train loop is built) and 'all' for one that only tests or validates:
+    a partly loaded model would report numbers of an untrained part."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.cfg.get('allow_partial_load', False):
+            rule = 'off'
+        elif isinstance(self._train_loop, BaseLoop):
+            rule = 'most'
+        else:
+            rule = 'all'
+        with checkpoint.require_loaded(rule):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _cpu_aware_init_dist_pytorch(init_dist_pytorch):

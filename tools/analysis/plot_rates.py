@@ -12,7 +12,8 @@ state dicts, official layouts. The rates are found by their key suffix
 numbered part (``stages.2`` for Swin and PVT, ``layer3`` for ResNet).
 Layers keep the order of the state dict, which is the network's depth
 order. Several checkpoints are overlaid, one colour each. The numbers are
-also printed, one line per layer.
+also printed, one line per layer. A checkpoint is a file, a URL or any
+prefix mmengine reads, loaded without running code.
 """
 import argparse
 import math
@@ -21,9 +22,10 @@ import sys
 from collections import OrderedDict
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmacmix  # noqa: E402,F401  (registers the checkpoint allowlist)
-from mmacmix.utils.checkpoint import (CheckpointError,  # noqa: E402
-                                      load_checkpoint_file)
+import mmacmix  # noqa: E402,F401  (makes mmengine's loaders safe)
+from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
+
+from mmacmix.utils.checkpoint import CheckpointError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -64,7 +66,8 @@ def read_rates(path):
         FileNotFoundError, CheckpointError: the file cannot be loaded.
         ValueError: no mixing rates, or a rate without its partner.
     """
-    weights = state_dict_of(load_checkpoint_file(path, map_location='cpu'))
+    weights = state_dict_of(
+        CheckpointLoader.load_checkpoint(path, 'cpu', logger='silent'))
     if not isinstance(weights, dict):
         raise ValueError(f'{path} holds no state dict')
     rates = OrderedDict()
@@ -162,8 +165,8 @@ def mark_stages(ax_rates, ax_ratio, layers, color, row):
         if start > 1:
             for ax in (ax_rates, ax_ratio):
                 ax.axvline(start - 0.5, color=color, ls=':', lw=1)
-        ax_rates.annotate(f'stage {stage}', ((start + end - 1) / 2,
-                                            1.01 + 0.05 * row),
+        ax_rates.annotate(f'stage {stage}',
+                          ((start + end - 1) / 2, 1.01 + 0.05 * row),
                           xycoords=('data', 'axes fraction'), ha='center',
                           va='bottom', fontsize=8, color=color)
 

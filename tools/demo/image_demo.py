@@ -3,13 +3,16 @@ boxes and masks (mmdet) or the segmentation overlay (mmseg).
 
 Usage: python tools/demo/image_demo.py IMAGE CONFIG CHECKPOINT
            --out-file vis.png [--device cpu] [--score-thr 0.3]
+           [--allow-partial]
 
 The config's ``default_scope`` picks the library: mmdet's
 ``init_detector``/``inference_detector`` or mmseg's
 ``init_model``/``inference_model``, then the config's visualizer. The
 output has the input's size. Class names come from the checkpoint's
 ``meta.dataset_meta`` (runner checkpoints have it). A summary of the
-prediction is printed.
+prediction is printed. Every tensor of the model must load from the
+checkpoint (a file, a URL or an mmengine prefix), unless ``--allow-partial``
+is given; a bad input of any kind ends in one ``error:`` line.
 """
 import argparse
 import importlib
@@ -20,7 +23,11 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmacmix  # noqa: E402,F401  (before mmdet/mmseg import torchvision)
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+
+from mmacmix.utils.checkpoint import (CheckpointError,  # noqa: E402
+                                      require_loaded)
 
 
 def parse_args(argv=None):
@@ -33,7 +40,47 @@ def parse_args(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='draw boxes and masks scoring at least this '
                         '(detection)')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='draw even if part of the model is missing '
+                        'from the checkpoint (warnings only)')
     return parser.parse_args(argv)
+
+
+def check_inputs(args):
+    """Refuse a missing or undecodable image, a missing config or local
+    checkpoint, and a device this machine lacks, before building anything.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the input.
+    """
+    for path, what in ((args.image, 'image'), (args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
+        # URLs and prefixed paths are found by mmengine's loaders
+        if not osp.isfile(path) and (what != 'checkpoint'
+                                     or '://' not in path):
+            raise FileNotFoundError(f'{what} {path} can not be found')
+    if mmcv.imread(args.image) is None:
+        raise ValueError(f'image {args.image} is not an image file')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ValueError(f'--device {args.device!r} is no device: {err}')
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device {args.device!r}: this demo runs on cpu '
+                         'or cuda')
+    if device.type == 'cuda' and (device.index or 0) >= (
+            torch.cuda.device_count()):
+        raise ValueError(f'--device {args.device!r}: this machine has '
+                         f'{torch.cuda.device_count()} CUDA devices')
+
+
+def read_config(path):
+    """The config at ``path``; any failure to parse it is a ValueError."""
+    try:
+        return Config.fromfile(path)
+    except Exception as err:  # noqa: B902  (syntax, bad _base_, type...)
+        raise ValueError(f'cannot read config {path}: '
+                         f'{type(err).__name__}: {err}') from None
 
 
 def predict(scope, cfg, checkpoint, image, device):
@@ -74,14 +121,22 @@ def summarize(scope, prediction, classes, score_thr):
 
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in ((args.image, 'image'), (args.config, 'config'),
-                       (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} {path} can not be found')
-    cfg = Config.fromfile(args.config)
+    check_inputs(args)
+    cfg = read_config(args.config)
     scope = cfg.get('default_scope', 'mmdet')
-    model, prediction = predict(scope, cfg, args.checkpoint, args.image,
-                                args.device)
+    if 'model' not in cfg:
+        raise ValueError(f'config {args.config} defines no model')
+    try:
+        with require_loaded('off' if args.allow_partial else 'all'):
+            model, prediction = predict(scope, cfg, args.checkpoint,
+                                        args.image, args.device)
+    except (KeyError, AttributeError) as err:
+        if err.args == ('meta', ):  # mmseg's init_model reads it
+            raise ValueError(f'checkpoint {args.checkpoint} has no meta '
+                             '(runner checkpoints have it)') from None
+        # a type no library registers, a model without a backbone, ...
+        raise ValueError(f'config {args.config} does not build a model: '
+                         f'{type(err).__name__}: {err}') from None
     classes = model.dataset_meta['classes']
     print('\n'.join(summarize(scope, prediction, classes, args.score_thr)))
 
@@ -102,5 +157,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         sys.exit(f'error: {err}')
