@@ -6,11 +6,13 @@ the config's ``default_scope`` picks the library.
 import argparse
 import json
 import os
+import sys
 
 from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.runner import (add_common_args, build_runner,
+from mmacmix.utils.runner import (DatasetNotFoundError, add_common_args,
+                                  build_runner, check_datasets,
                                   close_distributed, load_config)
 
 
@@ -32,6 +34,10 @@ def main():
     cfg = load_config(args.config, args.work_dir, args.cfg_options,
                       args.launcher)
     cfg.load_from = args.checkpoint
+    try:
+        check_datasets(cfg, ['test_dataloader'])
+    except DatasetNotFoundError as err:
+        sys.exit(f'error: {err}')
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

@@ -2,40 +2,58 @@
 picks the library.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG --resume-or-start
+
+``--resume`` continues from CKPT, or without a path from the checkpoint the
+work dir's ``last_checkpoint`` names; with nothing to resume it stops with
+an error. ``--resume-or-start`` resumes when there is something to resume
+and starts afresh otherwise (e.g. for jobs that a cluster may restart).
 """
 import argparse
 import os
+import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, load_config)
+from mmacmix.utils.checkpoint import CheckpointError
+from mmacmix.utils.runner import (DatasetNotFoundError, ResumeError,
+                                  add_common_args, build_runner,
+                                  check_datasets, close_distributed,
+                                  load_config, resolve_resume)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument(
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work '
-        'dir when no path is given')
+        'dir when no path is given; an error if there is none')
+    resume.add_argument(
+        '--resume-or-start', action='store_true',
+        help='resume from the latest checkpoint in the work dir if there '
+        'is one, else start a new run')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision training')
     add_common_args(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.work_dir, args.cfg_options,
                       args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
+    try:
+        resolve_resume(cfg, args.resume, args.resume_or_start)
+        check_datasets(cfg, ['train_dataloader'] +
+                       (['val_dataloader'] if cfg.get('val_cfg') else []))
+    except (ResumeError, DatasetNotFoundError, CheckpointError) as err:
+        sys.exit(f'error: {err}')
     build_runner(cfg).train()
     close_distributed()
 
