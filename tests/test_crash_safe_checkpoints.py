@@ -47,13 +47,15 @@ def test_kill_during_save_loses_at_most_one_interval(toy_workspace,
                       MMACMIX_KILL_DURING_SAVE='epoch_2.pth',
                       **tests_on_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    # the partial file is a temporary one; epoch 1 is complete and named
-    (partial, ) = work_dir.glob('.epoch_2.pth.*.tmp')
-    assert partial.stat().st_size == 2**20
-    assert not (work_dir / 'epoch_2.pth').exists()
+    # epoch 1 is complete, still there and named by last_checkpoint (with
+    # mmengine alone it is deleted before epoch 2 is written); the partial
+    # file is a temporary one, which no checkpoint name points at
     last = Path((work_dir / 'last_checkpoint').read_text())
     assert last == work_dir / 'epoch_1.pth'
     assert _plain_load(last)['meta']['epoch'] == 1
+    assert not (work_dir / 'epoch_2.pth').exists()
+    (partial, ) = work_dir.glob('.epoch_2.pth.*.tmp')
+    assert partial.stat().st_size == 2**20
 
     run_tool(['train.py', config, '--work-dir', work_dir, '--resume'],
              cwd=toy_workspace, **tests_on_path)
