@@ -1,6 +1,7 @@
 """tools/analysis/benchmark.py on two tiny entries: the JSON it writes holds
 what it measured, ratios to the first entry, and the peak memory of a
 process per entry; bad input fails clearly."""
+import importlib.util
 import json
 
 import pytest
@@ -67,3 +68,38 @@ def test_tensor_memory_counts_live_tensors():
     assert (peak, final) == (4, 1)
     base = torch.empty(2**18)
     assert tensors_mib([base, base[10:], torch.empty(2**17)]) == 1.5
+
+
+def benchmark_exit(argv):
+    """tools/analysis/benchmark.py's ``main`` on bad input: the status or
+    message it exits with (a message is printed as one line, status 1)."""
+    spec = importlib.util.spec_from_file_location(
+        'benchmark', REPO_ROOT / 'tools/analysis/benchmark.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit) as stop:
+        tool.main([str(a) for a in argv])
+    return stop.value.code
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--runs', '0'], '--runs must be at least 1, got 0'),
+    (['--batch', '0'], '--batch must be at least 1, got 0'),
+    (['--warmup', '-1'], '--warmup must be at least 0, got -1'),
+    (['--threads', '0'], '--threads must be at least 1, got 0'),
+    (['--shape', '64', '0'], '--shape must be two positive sizes, got '
+     '[64, 0]'),
+])
+def test_bad_arguments(args, message, capsys):
+    assert benchmark_exit([SWIN, PVT, *args]) == 2  # argparse's status
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f': error: {message}')
+
+
+def test_input_too_small_for_the_model():
+    resnet = REPO_ROOT / 'configs/toy/retinanet_resnet_acmix_toy_coco.py'
+    assert benchmark_exit([f'{resnet}:backbone', f'{SWIN}:backbone',
+                           '--shape', '40', '64', '--batch', '1', '--runs',
+                           '1', '--warmup', '0', '--no-memory']) == (
+        'error: ResNetACmix (depth 26) needs inputs of at least 49x49 '
+        'pixels, got 40x64')

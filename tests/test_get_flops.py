@@ -5,6 +5,7 @@ the fused-attention handle."""
 import importlib.util
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -156,3 +157,32 @@ def test_sliding_window_attention_counted():
         ho, wo = -(-h // stride), -(-w // stride)
         assert flops == (hand_count(16, 32, h, w, stride)
                          + hand_count(32, 32, ho, wo, 1)), stride
+
+
+def tool_exit(argv):
+    """The tool's ``main`` on bad input: the status or message it exits
+    with (a message is printed as one line, with status 1)."""
+    with pytest.raises(SystemExit) as stop:
+        load_tool().main([str(a) for a in argv])
+    return stop.value.code
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    assert tool_exit(['no/such/config.py']) == (
+        "error: no config file 'no/such/config.py'")
+    other = tmp_path / 'other_scope.py'
+    other.write_text("default_scope = 'mmagic'\nmodel = dict(type='X')\n")
+    assert tool_exit([other]) == (
+        "error: unsupported default_scope 'mmagic': the config must be one "
+        "of ['mmdet', 'mmpretrain', 'mmseg']")
+    resnet = REPO_ROOT / 'configs/toy/retinanet_resnet_acmix_toy_coco.py'
+    assert tool_exit([resnet, '--shape', '32', '32']) == (
+        'error: ResNetACmix (depth 26) needs inputs of at least 49x49 '
+        'pixels, got 32x32')
+    assert tool_exit([resnet, '--cfg-options',
+                      'model.backbone.out_indices=3']) == (
+        'error: ResNetACmix: out_indices must be a sequence of stage '
+        'indices, e.g. (3, ), got 3')
+    assert tool_exit([resnet, '--shape', '0', '64']) == 2  # argparse
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        ': error: --shape must be two positive sizes, got [0, 64]')

@@ -118,7 +118,9 @@ def test_arch_zoo():
 
 
 def test_bad_arch():
-    with pytest.raises(ValueError, match=r"'huge'.*\['l', 'large', 'm', "):
+    with pytest.raises(ValueError,
+                       match=r"arch must be one of \['l', 'large', 'm', .*"
+                       r"got 'huge'"):
         PVTACmix('huge')
     with pytest.raises(ValueError, match='keys'):
         PVTACmix(dict(embed_dims=[32], depths=[2]))

@@ -267,8 +267,9 @@ def test_backbone_outputs_any_size():
     # ceil at the stem, the max-pool and every stride-2 stage
     assert [o.shape for o in outs] == [(1, 16, 25, 33), (1, 32, 13, 17),
                                       (1, 64, 7, 9), (1, 128, 4, 5)]
-    with pytest.raises(ValueError, match='larger than'):
-        model(torch.randn(1, 3, 32, 32))  # 2x2 at the last stage
+    # 2x2 at the last stage; depth 26 needs 49 pixels
+    with pytest.raises(ValueError, match='at least 49x49 pixels, got 32x32'):
+        model(torch.randn(1, 3, 32, 32))
 
 
 def test_backbone_bad_arguments():

@@ -273,8 +273,9 @@ def test_backbone_outputs_any_size():
     assert [o.shape for o in outs] == [(1, 32, 50, 65), (1, 32, 25, 33),
                                       (1, 64, 13, 17), (1, 64, 7, 9),
                                       (1, 96, 4, 5)]
-    with pytest.raises(ValueError, match='larger than'):
-        model(torch.randn(1, 3, 96, 96))  # 3x3 at the last stage
+    # 3x3 at the last stage
+    with pytest.raises(ValueError, match='at least 97x97 pixels, got 96x96'):
+        model(torch.randn(1, 3, 96, 96))
 
 
 def test_backbone_bad_arguments():

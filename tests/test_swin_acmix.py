@@ -48,7 +48,9 @@ def test_arch_zoo():
 
 
 def test_bad_arch():
-    with pytest.raises(ValueError, match=r"'huge'.*\['s', 'small', 't', "):
+    with pytest.raises(ValueError,
+                       match=r"arch must be one of \['s', 'small', 't', .*"
+                       r"got 'huge'"):
         SwinACmix('huge')
     with pytest.raises(ValueError, match='keys'):
         SwinACmix(dict(embed_dims=32, depths=[2]))

@@ -17,7 +17,8 @@ from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.runner import (add_common_args, build_runner,
+from mmacmix.utils.runner import (DatasetNotFoundError, add_common_args,
+                                  build_runner, check_datasets,
                                   close_distributed, load_config)
 
 
@@ -45,6 +46,10 @@ def main():
     cfg.load_from = args.checkpoint
     if args.allow_partial:
         cfg.allow_partial_load = True
+    try:
+        check_datasets(cfg, ['test_dataloader'])
+    except DatasetNotFoundError as err:
+        sys.exit(f'error: {err}')
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

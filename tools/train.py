@@ -2,7 +2,12 @@
 picks the library.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--allow-partial]
+    python tools/train.py CONFIG --resume-or-start [--allow-partial]
+
+``--resume`` continues from CKPT, or without a path from the checkpoint the
+work dir's ``last_checkpoint`` names; with nothing to resume it stops with
+an error. ``--resume-or-start`` resumes when there is something to resume
+and starts afresh otherwise (e.g. for jobs that a cluster may restart).
 
 ``load_from`` and ``Pretrained`` inits must fill most of the model (or the
 module they init) unless ``--allow-partial`` is given or the config sets
@@ -14,17 +19,24 @@ import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, load_config)
+from mmacmix.utils.runner import (DatasetNotFoundError, ResumeError,
+                                  add_common_args, build_runner,
+                                  check_datasets, close_distributed,
+                                  load_config, resolve_resume)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument(
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work '
-        'dir when no path is given')
+        'dir when no path is given; an error if there is none')
+    resume.add_argument(
+        '--resume-or-start', action='store_true',
+        help='resume from the latest checkpoint in the work dir if there '
+        'is one, else start a new run')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision training')
     parser.add_argument(
@@ -32,23 +44,26 @@ def parse_args():
         help='start from load_from or Pretrained init_cfg files that fill '
         'only part of the model (fine-tuning; warnings only)')
     add_common_args(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.work_dir, args.cfg_options,
                       args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
     if args.allow_partial:
         cfg.allow_partial_load = True
+    try:
+        resolve_resume(cfg, args.resume, args.resume_or_start)
+        check_datasets(cfg, ['train_dataloader'] +
+                       (['val_dataloader'] if cfg.get('val_cfg') else []))
+    except (ResumeError, DatasetNotFoundError, CheckpointError) as err:
+        sys.exit(f'error: {err}')
     build_runner(cfg).train()
     close_distributed()
 

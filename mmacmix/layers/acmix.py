@@ -124,6 +124,16 @@ class ACmixConvPath(nn.Module):
                  in_maps: int = None,
                  fold_fc: bool = None):
         super().__init__()
+        # even kernels would grow the map by a pixel (padding k // 2)
+        if isinstance(kernel_size, bool) or not isinstance(
+                kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                'ACmixConvPath: kernel_size (kernel_conv of the backbones) '
+                f'must be a positive odd int, got {kernel_size!r}')
+        if isinstance(stride, bool) or not isinstance(stride,
+                                                      int) or stride < 1:
+            raise ValueError('ACmixConvPath: stride must be a positive int, '
+                             f'got {stride!r}')
         # measured on CPU (train step and inference, batch 8, d-major
         # input): folding is 1.2-6x faster up to 5 heads, slower from 6 on
         # (its kernels grow with the heads)

@@ -10,6 +10,8 @@ reshape) the official keys, the keys it requires, and an optional step that
 adds entries. A new layout (PVT v1, official ResNet-ACmix, ...) is one more
 entry in :data:`LAYOUTS`.
 """
+import functools
+import os.path as osp
 import pickle
 import re
 import types
@@ -20,12 +22,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mmacmix.utils.saving import atomic_open
 from .pvt_layout import PVT_V1_LAYOUT
 from .resnet_acmix_layout import RESNET_ACMIX_LAYOUT_ARGS
 
 
 class ConversionError(ValueError):
-    """A checkpoint that matches none of the known layouts."""
+    """A source the converter cannot read or convert (missing, corrupt,
+    no weights, a layout it does not know) or a destination it must not
+    write; the message says which and why."""
 
 
 # ---------------------------------------------------------------------------
@@ -36,7 +41,9 @@ class _InertObject(dict):
     (e.g. the yacs ``CfgNode`` the official trainer stores as ``config``).
 
     It keeps the dict items the pickle gives it and ignores constructor
-    arguments and state, so nothing of the original class ever runs.
+    arguments and state, so nothing of the original class ever runs. Each
+    refused global gets its own subclass, named after it (see
+    :func:`_inert_class`), so errors can say what was not loaded.
     """
 
     def __new__(cls, *args, **kwargs):
@@ -68,7 +75,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str):
-        return _ALLOWED_GLOBALS.get((module, name), _InertObject)
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        return allowed or _inert_class(f'{module}.{name}')
+
+
+@functools.lru_cache(maxsize=None)
+def _inert_class(qualified_name: str) -> type:
+    """An :class:`_InertObject` subclass standing in for the global
+    ``qualified_name`` (e.g. ``yacs.config.CfgNode``, ``posix.system``)."""
+    return type(qualified_name, (_InertObject, ), {})
 
 
 _restricted_pickle = types.ModuleType('mmacmix_restricted_pickle')
@@ -81,12 +96,33 @@ def load_official_checkpoint(path: str) -> dict:
     """Load an official checkpoint (which may pickle a yacs ``CfgNode`` that
     ``weights_only`` loading refuses) without executing pickled code:
     tensors and containers load as usual, any other object as an inert
-    dict of its items."""
-    return torch.load(
-        path,
-        map_location='cpu',
-        weights_only=False,  # the restricted unpickler replaces it
-        pickle_module=_restricted_pickle)
+    dict of its items.
+
+    Raises:
+        ConversionError: ``path`` is missing, no file, empty, or not a
+            readable PyTorch checkpoint (truncated, corrupt, text, ...).
+    """
+    path = str(path)
+    if not osp.exists(path):
+        raise ConversionError(f'source {path} does not exist')
+    if not osp.isfile(path):
+        raise ConversionError(f'source {path} is not a file')
+    if osp.getsize(path) == 0:
+        raise ConversionError(f'source {path} is empty (0 bytes)')
+    try:
+        return torch.load(
+            path,
+            map_location='cpu',
+            weights_only=False,  # the restricted unpickler replaces it
+            pickle_module=_restricted_pickle)
+    except Exception as err:
+        # The restricted unpickler runs no code of the file, so whatever
+        # it raises (EOFError, UnpicklingError, struct.error, ...) means
+        # the file is damaged or no checkpoint.
+        reason = str(err).splitlines()[0][:200] if str(err) else ''
+        raise ConversionError(
+            f'source {path} is truncated, corrupt or not a PyTorch '
+            f'checkpoint ({type(err).__name__}: {reason})') from None
 
 
 _DROP = object()
@@ -179,8 +215,8 @@ _SWIN_RULES: List[Rule] = [
      None),
     # (1, L, C) -> (1, C, H, W); the official models use square inputs
     (r'absolute_pos_embed', r'backbone.absolute_pos_embed',
-     lambda t: t.transpose(1, 2).reshape(1, t.shape[2],
-                                        round(t.shape[1]**0.5), -1)),
+     lambda t: t.transpose(1, 2).reshape(
+         1, t.shape[2], round(t.shape[1]**0.5), -1)),
     (_BLOCK + r'(norm1|norm2|mlp\.fc1|mlp\.fc2|attn\.qkv|attn\.proj)\.'
      r'(weight|bias)', _OUR_BLOCK + r'\3.\4', None),
     (_BLOCK + r'attn\.relative_position_bias_table',
@@ -252,14 +288,40 @@ LAYOUTS: List[Layout] = [
 ]
 
 
-def extract_state_dict(checkpoint: dict) -> Dict[str, Tensor]:
+def _describe(value) -> str:
+    """A value's type as errors name it (an inert stand-in by the global
+    it replaced, e.g. ``posix.system``)."""
+    if isinstance(value, _InertObject):
+        return f'a {type(value).__name__} object (not loaded)'
+    return f'a {type(value).__name__}'
+
+
+def extract_state_dict(checkpoint) -> Dict[str, Tensor]:
     """The weights of a checkpoint: under ``model`` (official trainers),
     ``state_dict`` (mmengine and others) or the checkpoint itself, without a
-    ``module.`` (DataParallel) prefix."""
+    ``module.`` (DataParallel) prefix.
+
+    Raises:
+        ConversionError: the checkpoint is no dict, or its weights are
+            empty or hold something other than tensors.
+    """
+    if not isinstance(checkpoint, dict) or isinstance(checkpoint,
+                                                      _InertObject):
+        raise ConversionError(f'the checkpoint holds {_describe(checkpoint)}'
+                              ', not a dict of weights')
     for key in ('model', 'state_dict'):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
+    if not checkpoint:
+        raise ConversionError('the checkpoint holds no weights')
+    others = [f'{k!r} is {_describe(v)}' for k, v in checkpoint.items()
+              if not isinstance(v, Tensor)]
+    if others:
+        raise ConversionError(
+            f'the checkpoint\'s weights are not all tensors: '
+            f'{"; ".join(others[:5])}' +
+            (f' and {len(others) - 5} more' if len(others) > 5 else ''))
     return OrderedDict((k[len('module.'):] if k.startswith('module.') else k,
                         v) for k, v in checkpoint.items())
 
@@ -284,11 +346,15 @@ def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
     for layout, missing, unexpected in checks:
         if not missing and not unexpected:
             return layout.convert(state), layout.name
+    if all(key.startswith(('backbone.', 'neck.', 'head.')) for key in state):
+        raise ConversionError(
+            'the checkpoint is already in this project\'s layout '
+            '(backbone.*, head.*): use it as it is')
     layout, missing, unexpected = min(
         checks, key=lambda c: len(c[1]) + len(c[2]))
     known = ', '.join(f'{lay.name} ({lay.description})' for lay in LAYOUTS)
     raise ConversionError(
-        f'The checkpoint matches no known layout. Closest is '
+        f'the checkpoint matches no known layout. Closest is '
         f'{layout.name!r}: missing keys: {_listing(missing)}; unexpected '
         f'keys: {_listing(unexpected)}. Known layouts: {known}.')
 
@@ -297,21 +363,62 @@ def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
 _SOURCE_META_KEYS = ('config', 'epoch', 'max_accuracy', 'meta')
 
 
-def convert_checkpoint(src: str, dst: str) -> str:
+def check_destination(src: str, dst: str, overwrite: bool = False) -> None:
+    """Refuse to write ``dst`` over the source ``src`` (whatever the
+    spelling: symlinks, ``..``, hard links) or, unless ``overwrite``, over
+    an existing file.
+
+    Raises:
+        ConversionError: ``dst`` must not be written.
+    """
+    if not osp.exists(dst):
+        return
+    if osp.isdir(dst):
+        raise ConversionError(f'destination {dst} is a directory; give the '
+                              'path of the file to write')
+    if osp.exists(src) and osp.samefile(src, dst):
+        raise ConversionError(f'destination {dst} is the source {src}; the '
+                              'converter never overwrites its source')
+    if not overwrite:
+        raise ConversionError(f'destination {dst} exists; pass --force '
+                              '(overwrite=True) to replace it')
+
+
+def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
     """Convert the official checkpoint file ``src`` and save it to ``dst``
     as ``{'state_dict': ..., 'meta': ...}`` holding plain types only.
 
+    ``dst``'s folder is created if needed, and ``dst`` is written
+    atomically (:func:`mmacmix.utils.saving.atomic_open`): it is the
+    complete converted file or, after a failure, what it was before.
+
+    Args:
+        src (str): The official checkpoint.
+        dst (str): Where to write the converted one.
+        overwrite (bool): Replace an existing ``dst`` (never ``src``).
+            Defaults to False.
+
     Returns:
         str: the name of the layout found.
+
+    Raises:
+        ConversionError: ``src`` cannot be read or converted, or ``dst``
+            must not be written (see :func:`check_destination`).
     """
+    src, dst = str(src), str(dst)
+    check_destination(src, dst, overwrite)
     checkpoint = load_official_checkpoint(src)
-    state, layout = convert_state_dict(extract_state_dict(checkpoint))
+    try:
+        state, layout = convert_state_dict(extract_state_dict(checkpoint))
+    except ConversionError as err:
+        raise ConversionError(f'source {src}: {err}') from None
     meta = dict(
-        converted_from=str(src),
+        converted_from=src,
         layout=layout,
         source_meta=to_plain({
             k: checkpoint[k]
             for k in _SOURCE_META_KEYS if k in checkpoint
         }))
-    torch.save(dict(state_dict=state, meta=meta), dst)
+    with atomic_open(dst) as f:
+        torch.save(dict(state_dict=state, meta=meta), f)
     return layout

@@ -18,6 +18,11 @@ and on GPUs mmengine's own code paths run unchanged.
 2. Distributed on CPU: mmengine's ``init_dist`` calls
    ``torch.cuda.set_device`` and asks for NCCL, and its DDP wrapper always
    passes ``device_ids``. Without CUDA we use gloo and drop ``device_ids``.
+3. Crash-safe checkpoints: mmengine writes a checkpoint in place, deletes
+   the outdated ones (``max_keep_ckpts``) before the new one is complete
+   and rewrites ``last_checkpoint`` in place, so a kill mid-save can lose
+   every checkpoint. :func:`mmacmix.utils.saving.install_crash_safe_saving`
+   writes both atomically, and deletes only afterwards.
 """
 import functools
 
@@ -32,6 +37,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import checkpoint
+from .saving import install_crash_safe_saving
 
 _applied = False
 
@@ -46,6 +52,7 @@ def apply() -> None:
         dist_utils._init_dist_pytorch)
     MMDistributedDataParallel.__init__ = _cpu_aware_ddp_init(
         MMDistributedDataParallel.__init__)
+    install_crash_safe_saving()
     _applied = True
 
 

@@ -34,6 +34,10 @@ from mmengine.registry import DefaultScope
 from .complexity import complexity
 
 # paper conventions: COCO test scale, ADE20K 512x2048 (UperNet), ImageNet 224
+# what a bad config or input raises (a missing file, an unknown model type,
+# a backbone's checks of its arguments and input size): the tools turn it
+# into one error line
+BAD_INPUT = (FileNotFoundError, KeyError, TypeError, ValueError)
 DEFAULT_SHAPES = {
     'mmdet': (800, 1333),
     'mmseg': (512, 2048),
@@ -129,7 +133,8 @@ def build_model(cfg: Config,
     mode and without mmseg's auxiliary head (unused at inference)."""
     scope = cfg.get('default_scope', 'mmdet')
     if scope not in DEFAULT_SHAPES:
-        raise ValueError(f'unsupported default_scope {scope!r}')
+        raise ValueError(f'unsupported default_scope {scope!r}: the '
+                         f'config must be one of {sorted(DEFAULT_SHAPES)}')
     models = importlib.import_module(f'{scope}.registry').MODELS
     # built in the config's scope, without changing the process's default
     with DefaultScope.overwrite_default_scope(scope):

@@ -1,11 +1,15 @@
 """What tools/train.py and tools/test.py share: reading a config of any of
 mmdet, mmseg or mmpretrain and building its runner in its own scope."""
+import glob
+import os
 import os.path as osp
 
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
+
+from .checkpoint import load_checkpoint_file
 
 
 def add_common_args(parser):
@@ -51,3 +55,173 @@ def close_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+class ResumeError(ValueError):
+    """``--resume`` has nothing (or nothing usable) to resume from."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataloader's dataset is not where its config says."""
+
+
+def _complete_checkpoints(folder: str) -> list:
+    """The checkpoints in ``folder``, newest first; saves are atomic
+    (:mod:`mmacmix.utils.saving`), so every ``*.pth`` there is complete."""
+    found = glob.glob(osp.join(glob.escape(folder), '*.pth'))
+    return sorted(found, key=osp.getmtime, reverse=True)
+
+
+def _resume_hint(work_dir: str) -> str:
+    found = _complete_checkpoints(work_dir)
+    if not found:
+        return f'there is no checkpoint (*.pth) in {work_dir} either'
+    return (f'checkpoints in {work_dir}, newest first: '
+            f'{", ".join(osp.basename(p) for p in found[:5])}; resume from '
+            f'one with --resume {found[0]}')
+
+
+def latest_checkpoint(work_dir: str):
+    """The checkpoint that ``work_dir``'s ``last_checkpoint`` names, or
+    None when there is no ``last_checkpoint``.
+
+    Raises:
+        ResumeError: ``last_checkpoint`` is empty or names a local file
+            that does not exist; the message lists the checkpoints there.
+    """
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return None
+    with open(record) as f:
+        path = f.read().strip()
+    if not path:
+        raise ResumeError(f'{record} is empty; {_resume_hint(work_dir)}')
+    if '://' not in path and not osp.isfile(path):
+        raise ResumeError(
+            f'{record} names {path}, which does not exist (moved or '
+            f'deleted?); {_resume_hint(work_dir)}')
+    return path
+
+
+def check_resumable(path: str) -> None:
+    """``path`` is a checkpoint the training runner wrote (``meta`` with
+    the epoch and iteration, ``state_dict``); remote ones are left to the
+    runner.
+
+    Raises:
+        ResumeError: it does not exist or is no runner checkpoint.
+        CheckpointError: it cannot be read (corrupt, unsafe).
+    """
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise ResumeError(f'--resume {path}: no such file')
+    checkpoint = load_checkpoint_file(path, map_location='cpu')
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if (isinstance(meta, dict) and {'epoch', 'iter'} <= set(meta)
+            and 'state_dict' in checkpoint):
+        return
+    held = (f'the keys {sorted(map(str, checkpoint))[:6]}' if isinstance(
+        checkpoint, dict) else f'a {type(checkpoint).__name__}')
+    raise ResumeError(
+        f'--resume {path}: not a checkpoint written by the training runner '
+        "(it needs 'meta' with the epoch and iteration, 'state_dict' and "
+        f"the optimizer's state; this file holds {held}). To start a new "
+        f'run from its weights, drop --resume and pass --cfg-options '
+        f'load_from={path}')
+
+
+def resolve_resume(cfg, resume=None, or_start: bool = False):
+    """Decide what a training run resumes from, before the runner is built,
+    and set ``cfg.resume`` and ``cfg.load_from`` accordingly.
+
+    Args:
+        cfg (Config): The config; ``resume=True`` in it counts as
+            ``--resume`` (of its ``load_from``, or of the latest
+            checkpoint).
+        resume (str, optional): ``--resume``'s value: a checkpoint, or
+            ``'auto'`` for the latest one in the work dir.
+        or_start (bool): ``--resume-or-start``: resume from the latest
+            checkpoint in the work dir if there is one, else start afresh.
+
+    Returns:
+        str | None: The checkpoint to resume from; None to start afresh.
+
+    Raises:
+        ResumeError: ``--resume`` with nothing to resume from, a
+            ``last_checkpoint`` naming a missing file, or a file that is no
+            runner checkpoint.
+    """
+    if resume is None and not or_start:
+        if not cfg.get('resume'):
+            return None
+        resume = cfg.get('load_from') or 'auto'
+    if or_start or resume == 'auto':
+        path = latest_checkpoint(cfg.work_dir)
+        if path is None:
+            if or_start:
+                cfg.resume = False
+                return None
+            raise ResumeError(
+                f'--resume: nothing to resume in {cfg.work_dir} (no '
+                f'last_checkpoint file); {_resume_hint(cfg.work_dir)}. '
+                'To start a new run, drop --resume, or use '
+                '--resume-or-start to resume when there is a checkpoint '
+                'and start afresh otherwise')
+    else:
+        path = resume
+    check_resumable(path)
+    cfg.resume = True
+    cfg.load_from = path
+    return path
+
+
+def _dataset_cfgs(dataset: dict):
+    """``dataset`` and the datasets it wraps (Repeat/ConcatDataset, ...)."""
+    yield dataset
+    inner = [dataset.get('dataset')] + list(dataset.get('datasets') or [])
+    for wrapped in inner:
+        if isinstance(wrapped, dict):
+            yield from _dataset_cfgs(wrapped)
+
+
+def _local(path) -> bool:
+    return isinstance(path, str) and bool(path) and '://' not in path
+
+
+def check_datasets(cfg, loaders) -> None:
+    """The ``data_root``, ``ann_file`` and ``data_prefix`` folders of the
+    datasets of ``loaders`` (e.g. ``['train_dataloader']``) exist.
+
+    Raises:
+        DatasetNotFoundError: naming the loader, the missing path and its
+            ``data_root``, and where the data comes from.
+    """
+    for loader in loaders:
+        if not cfg.get(loader) or not cfg[loader].get('dataset'):
+            continue
+        for dataset in _dataset_cfgs(cfg[loader].dataset):
+            root = dataset.get('data_root') or ''
+            if _local(root) and not osp.isdir(root):
+                missing = f'data_root {root!r} does not exist'
+            else:
+                # mmpretrain's ImageNet: the split is the image folder
+                prefixes = (dataset.get('data_prefix') or dataset.get('split')
+                            or {})
+                if not isinstance(prefixes, dict):
+                    prefixes = dict(data_prefix=prefixes)
+                paths = [('ann_file', dataset.get('ann_file'))] + list(
+                    prefixes.items())
+                missing = next(
+                    (f'{name} {osp.join(root, path)!r} does not exist '
+                     f'(under data_root {root!r})'
+                     for name, path in paths if _local(path)
+                     and not osp.exists(osp.join(root, path))), None)
+            if missing:
+                raise DatasetNotFoundError(
+                    f'the dataset of {loader} is missing: {missing}, '
+                    f'relative to {os.getcwd()}. For the toy datasets of '
+                    'configs/toy run `python tools/misc/make_toy_data.py '
+                    '--out data/toy` here; for a real dataset, put it in '
+                    'its standard OpenMMLab layout under data_root or '
+                    'point data_root at it with --cfg-options')

@@ -37,6 +37,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmacmix.utils.benchmark import (DTYPES, Entry,  # noqa: E402
                                      alternated_times, memory_of, summary)
+from mmacmix.utils.config_complexity import BAD_INPUT  # noqa: E402
 
 MODES = ('train', 'infer')
 
@@ -67,6 +68,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if len(args.entries) < 2 and args.memory_child is None:
         parser.error('give at least two entries to compare')
+    for name, least in (('batch', 1), ('runs', 1), ('warmup', 0),
+                        ('threads', 1)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            parser.error(f'--{name} must be at least {least}, got {value}')
+    if min(args.shape) < 1:
+        parser.error(f'--shape must be two positive sizes, got {args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda, but CUDA is not available')
     return args
@@ -124,9 +132,17 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.memory_child is not None:
-        return memory_child(args)
+    try:
+        if args.memory_child is not None:
+            return memory_child(args)
+        return run(args)
+    except BAD_INPUT as err:
+        sys.exit(f'error: {err}')
 
+
+def run(args) -> dict:
+    """Time (and measure the memory of) the entries of ``args``; print
+    the table and write the JSON."""
     print(f'batch {args.batch}, {args.shape[0]}x{args.shape[1]}, '
           f'{args.dtype}, {args.device}, {torch.get_num_threads()} CPU '
           f'threads, {args.warmup} warm-up + {args.runs} runs', flush=True)

@@ -19,7 +19,8 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
 from mmengine.config import DictAction  # noqa: E402
 
-from mmacmix.utils.config_complexity import measure, read_config  # noqa: E402
+from mmacmix.utils.config_complexity import (BAD_INPUT, measure,  # noqa: E402
+                                             read_config)
 
 
 def parse_args(argv=None):
@@ -34,11 +35,22 @@ def parse_args(argv=None):
         help='override settings of every config, e.g. '
         'model.test_cfg.rpn.max_per_img=50')
     parser.add_argument('--json', help='also write the rows to this file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.shape is not None and min(args.shape) < 1:
+        parser.error(f'--shape must be two positive sizes, got {args.shape}')
+    return args
 
 
 def main(argv=None) -> list:
     args = parse_args(argv)
+    try:
+        return report(args)
+    except BAD_INPUT as err:
+        sys.exit(f'error: {err}')
+
+
+def report(args) -> list:
+    """Measure every config of ``args`` and print (and write) the rows."""
     rows = []
     for config in args.configs:
         cfg = read_config(config)

@@ -1,6 +1,6 @@
 """Convert an official ACmix (Swin, ResNet), Swin or PVT v1 checkpoint.
 
-Usage: python tools/model_converters/acmix_official.py SRC DST
+Usage: python tools/model_converters/acmix_official.py SRC DST [--force]
 
 SRC is read without executing pickled code (the official trainer pickles a
 yacs ``CfgNode`` that plain ``weights_only`` loading refuses). DST holds
@@ -9,6 +9,10 @@ yacs ``CfgNode`` that plain ``weights_only`` loading refuses). DST holds
 classification checkpoint or as a backbone ``init_cfg=dict(type='Pretrained',
 checkpoint=DST, prefix='backbone.')``. Supported layouts are listed in
 ``mmacmix.models.converters.LAYOUTS``.
+
+DST's folder is created if needed and DST is written atomically (a
+temporary file renamed into place). An existing DST is replaced only with
+``--force``, and never when it is SRC itself.
 """
 import argparse
 import os.path as osp
@@ -19,15 +23,19 @@ from mmacmix.models.converters import (ConversionError,  # noqa: E402
                                        convert_checkpoint)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='where to save the converted checkpoint')
-    args = parser.parse_args()
+    parser.add_argument('--force', action='store_true',
+                        help='replace DST if it exists (never SRC)')
+    args = parser.parse_args(argv)
     try:
-        layout = convert_checkpoint(args.src, args.dst)
+        layout = convert_checkpoint(args.src, args.dst, overwrite=args.force)
     except ConversionError as err:
         sys.exit(f'error: {err}')
+    except OSError as err:
+        sys.exit(f'error: cannot write {args.dst}: {err}')
     print(f'{args.src} ({layout}) -> {args.dst}')
 
 

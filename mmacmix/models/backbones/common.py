@@ -72,32 +72,121 @@ def freeze(modules: Iterable[nn.Module]) -> None:
             param.requires_grad = False
 
 
-def resolve_out_indices(out_indices: Sequence[int],
-                        num_stages: int) -> List[int]:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def resolve_out_indices(out_indices: Sequence[int], num_stages: int,
+                        owner: str) -> List[int]:
     """``out_indices`` as non-negative stage indices (negative ones count
-    from the last stage); an index out of range raises ``ValueError``."""
+    from the last stage).
+
+    Raises:
+        TypeError: ``out_indices`` is no sequence of ints (e.g. a bare
+            ``3`` for ``(3, )``).
+        ValueError: it is empty, repeats a stage or names one out of range.
+    """
+    if not isinstance(out_indices, Sequence) or isinstance(
+            out_indices, str) or not all(_is_int(i) for i in out_indices):
+        raise TypeError(
+            f'{owner}: out_indices must be a sequence of stage indices, '
+            f'e.g. ({num_stages - 1}, ), got {out_indices!r}')
+    allowed = (f'indices in -{num_stages}..{num_stages - 1} ({num_stages} '
+               'stages)')
+    if not out_indices:
+        raise ValueError(f'{owner}: out_indices must name at least one '
+                         f'stage ({allowed}), got {out_indices!r}')
     if any(not -num_stages <= i < num_stages for i in out_indices):
-        raise ValueError(f'out_indices {out_indices} out of range for '
-                         f'{num_stages} stages')
-    return [i % num_stages for i in out_indices]
+        raise ValueError(f'{owner}: out_indices must hold {allowed}, got '
+                         f'{out_indices!r}')
+    resolved = [i % num_stages for i in out_indices]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f'{owner}: out_indices names a stage twice: '
+                         f'{out_indices!r}')
+    return resolved
+
+
+def check_frozen_stages(frozen_stages: int, num_stages: int,
+                        owner: str) -> None:
+    """``frozen_stages`` is an int in ``-1..num_stages``.
+
+    Raises:
+        TypeError: it is not an int.
+        ValueError: it is out of range.
+    """
+    allowed = (f'an int in -1..{num_stages} (-1: nothing, 0: the stem, '
+               f'n: the stem and the first n of {num_stages} stages)')
+    if not _is_int(frozen_stages):
+        raise TypeError(f'{owner}: frozen_stages must be {allowed}, got '
+                        f'{frozen_stages!r}')
+    if not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'{owner}: frozen_stages must be {allowed}, got '
+                         f'{frozen_stages}')
+
+
+def check_depth(depth: int, choices, owner: str) -> None:
+    """``depth`` is one of ``choices`` (ints).
+
+    Raises:
+        TypeError: it is not an int (e.g. ``'50'``).
+        ValueError: it is another int.
+    """
+    if _is_int(depth) and depth in choices:
+        return
+    error = ValueError if _is_int(depth) else TypeError
+    raise error(f'{owner}: depth must be one of the ints {sorted(choices)}, '
+                f'got {depth!r}')
+
+
+def check_input(x: Tensor, owner: str, in_channels: int,
+                min_size: int = 1) -> None:
+    """``x`` is a non-empty ``(B, in_channels, H, W)`` batch of at least
+    ``min_size`` pixels on both sides.
+
+    Raises:
+        ValueError: naming the shape expected and the one given.
+    """
+    shape = tuple(x.shape)
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        hint = ' (add a batch dim: x[None])' if x.dim() == 3 else ''
+        raise ValueError(f'{owner} expects inputs of shape (B, '
+                         f'{in_channels}, H, W), got {shape}{hint}')
+    if x.shape[0] == 0:
+        raise ValueError(f'{owner} expects a batch of at least one image, '
+                         f'got {shape}')
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(f'{owner} needs inputs of at least {min_size}x'
+                         f'{min_size} pixels, got {shape[2]}x{shape[3]}')
 
 
 def resolve_arch(arch: Union[str, dict], arch_zoo: dict, required: set,
                  owner: str) -> dict:
     """An ``arch_zoo`` entry by (case-insensitive) name, or a custom dict
     with exactly the ``required`` keys whose per-stage lists share one
-    length."""
+    length.
+
+    Raises:
+        TypeError: ``arch`` is neither a str nor a dict.
+        ValueError: an unknown name, or a dict with other keys or lists of
+            different lengths.
+    """
+    allowed = (f'one of {sorted(arch_zoo)} or a dict with the keys '
+               f'{sorted(required)}')
     if isinstance(arch, str):
         if arch.lower() not in arch_zoo:
-            raise ValueError(f'Unknown arch {arch!r} for {owner}; choose '
-                             f'from {sorted(arch_zoo)} or pass a dict')
+            raise ValueError(f'{owner}: arch must be {allowed}, got '
+                             f'{arch!r}')
         return arch_zoo[arch.lower()]
-    if not isinstance(arch, dict) or set(arch) != required:
-        raise ValueError(f'A custom arch must be a dict with exactly the '
-                         f'keys {sorted(required)}, got {arch!r}')
+    if not isinstance(arch, dict):
+        raise TypeError(f'{owner}: arch must be {allowed}, got {arch!r}')
+    if set(arch) != required:
+        raise ValueError(f'{owner}: a custom arch must be a dict with '
+                         f'exactly the keys {sorted(required)}, got '
+                         f'{arch!r}')
     lengths = {len(v) for v in arch.values() if isinstance(v, (list, tuple))}
     if len(lengths) > 1:
-        raise ValueError(f'The arch entries differ in length: {arch!r}')
+        raise ValueError(f'{owner}: the arch entries differ in length: '
+                         f'{arch!r}')
     return arch
 
 

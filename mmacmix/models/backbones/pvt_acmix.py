@@ -12,8 +12,9 @@ from torch import Tensor
 
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 
-from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
-                     resolve_arch, resolve_out_indices)
+from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
+                     freeze, init_transformer_weights, resolve_arch,
+                     resolve_out_indices)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
@@ -234,8 +235,11 @@ class PVTACmix(BaseModule):
             raise ValueError(f'{len(patch_sizes)} patch_sizes for '
                              f'{num_stages} stages')
         self.num_features = list(arch['embed_dims'])
-        self.out_indices = resolve_out_indices(out_indices, num_stages)
+        self.out_indices = resolve_out_indices(out_indices, num_stages,
+                                               'PVTACmix')
+        check_frozen_stages(frozen_stages, num_stages, 'PVTACmix')
         self.frozen_stages = frozen_stages
+        self.in_channels = in_channels
         # the smallest input every stage can reduce
         self.min_input_size = max(
             sr * math.prod(patch_sizes[:i + 1])
@@ -308,10 +312,7 @@ class PVTACmix(BaseModule):
         return self
 
     def forward(self, x: Tensor) -> tuple:
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(
-                f'PVTACmix needs inputs of at least {self.min_input_size}x'
-                f'{self.min_input_size} pixels, got {tuple(x.shape[-2:])}')
+        check_input(x, 'PVTACmix', self.in_channels, self.min_input_size)
         outs = []
         for i, stage in enumerate(self.stages):
             tokens = stage(x)  # (B, H, W, C)

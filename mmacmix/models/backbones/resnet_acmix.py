@@ -13,7 +13,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmacmix.layers import ACmixConvPath
 from mmacmix.layers.sliding_acmix import SlidingACmix
 
-from .common import batch_norms_to_eval, freeze, resolve_out_indices
+from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
+                     check_input, freeze, resolve_out_indices)
 
 
 class ACmixBottleneck(BaseModule):
@@ -165,9 +166,7 @@ class ResNetACmix(BaseModule):
                  recompute: Sequence[bool] = (True, True, True, False),
                  init_cfg=None):
         super().__init__(init_cfg)
-        if depth not in self.arch_settings:
-            raise ValueError(f'invalid depth {depth} for ResNetACmix; '
-                             f'choose from {sorted(self.arch_settings)}')
+        check_depth(depth, self.arch_settings, 'ResNetACmix')
         stage_blocks = self.arch_settings[depth]
         for name, value in (('strides', strides), ('recompute', recompute)):
             if len(value) != len(stage_blocks):
@@ -175,8 +174,13 @@ class ResNetACmix(BaseModule):
                                  f'{len(stage_blocks)} entries')
         num_stages = len(stage_blocks)
         self.depth = depth
-        self.out_indices = resolve_out_indices(out_indices, num_stages)
+        self.out_indices = resolve_out_indices(out_indices, num_stages,
+                                               'ResNetACmix')
+        check_frozen_stages(frozen_stages, num_stages, 'ResNetACmix')
         self.frozen_stages = frozen_stages
+        self.in_channels = in_channels
+        self.min_input_size = self._min_input_size(stage_blocks, strides,
+                                                   kernel_att)
         self.norm_eval = norm_eval
 
         self.conv1 = nn.Conv2d(
@@ -213,6 +217,26 @@ class ResNetACmix(BaseModule):
         self._init_official_weights()
         self._freeze_stages()
 
+    @staticmethod
+    def _min_input_size(stage_blocks: Sequence[int], strides: Sequence[int],
+                        kernel_att: int) -> int:
+        """The smallest input side for which every ACmix operator sees a
+        map larger than ``kernel_att // 2`` (reflection padding): 97 for
+        the defaults, 49 for depth 26 (a single block in the last stage).
+
+        A map of stride ``S`` (ceil at every stride-2 layer) has
+        ``ceil(H / S)`` pixels, more than ``kernel_att // 2`` exactly when
+        ``H > S * (kernel_att // 2)``.
+        """
+        seen = []  # the strides of the maps the operators see
+        stride = 4  # stem and max-pool
+        for num_blocks, stage_stride in zip(stage_blocks, strides):
+            seen.append(stride)  # the first block: the stage's input
+            stride *= stage_stride
+            if num_blocks > 1:
+                seen.append(stride)
+        return max(seen) * (kernel_att // 2) + 1
+
     def _init_official_weights(self) -> None:
         """Official initialisation: Kaiming (fan out) for convolutions, unit
         norms; the ACmix convolution paths keep their own (PyTorch default
@@ -246,6 +270,8 @@ class ResNetACmix(BaseModule):
         return self
 
     def forward(self, x: Tensor) -> tuple:
+        check_input(x, f'ResNetACmix (depth {self.depth})', self.in_channels,
+                    self.min_input_size)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outs = []
         for i, name in enumerate(self.res_layers):

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from mmacmix.layers.patchwise_acmix import PatchwiseACmix
 
-from .common import batch_norms_to_eval, freeze, resolve_out_indices
+from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
+                     check_input, freeze, resolve_out_indices)
 
 
 class SANACmixBlock(BaseModule):
@@ -161,9 +162,7 @@ class SANACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        if depth not in self.arch_zoo:
-            raise ValueError(f'invalid depth {depth} for SANACmix; choose '
-                             f'from {sorted(self.arch_zoo)}')
+        check_depth(depth, self.arch_zoo, 'SANACmix')
         stage_blocks = self.arch_zoo[depth]
         num_stages = len(stage_blocks)
         for name, value in (('stage_channels', stage_channels),
@@ -175,8 +174,15 @@ class SANACmix(BaseModule):
             raise ValueError(f'stage_channels {stage_channels} must be '
                              f'multiples of 32')
         self.depth = depth
-        self.out_indices = resolve_out_indices(out_indices, num_stages)
+        self.out_indices = resolve_out_indices(out_indices, num_stages,
+                                               'SANACmix')
+        check_frozen_stages(frozen_stages, num_stages, 'SANACmix')
         self.frozen_stages = frozen_stages
+        self.in_channels = in_channels
+        # stage i's maps have ceil(H / 2**i) pixels, which must be more
+        # than half its footprint (reflection padding): 97 for SAN's
+        self.min_input_size = max(
+            2**i * (kernel // 2) + 1 for i, kernel in enumerate(kernel_att, 1))
         self.norm_eval = norm_eval
         self.num_features = list(stage_channels)
 
@@ -209,6 +215,8 @@ class SANACmix(BaseModule):
         return self
 
     def forward(self, x: Tensor) -> tuple:
+        check_input(x, f'SANACmix (depth {self.depth})', self.in_channels,
+                    self.min_input_size)
         x = self.relu(self.stem_norm(self.stem(x)))
         outs = []
         for i, stage in enumerate(self.stages):

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from mmacmix.layers import WindowACmix
 
-from .common import (Mlp, PreNormBlock, freeze, init_transformer_weights,
-                     resolve_arch, resolve_out_indices)
+from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
+                     freeze, init_transformer_weights, resolve_arch,
+                     resolve_out_indices)
 
 
 class PatchEmbed(nn.Module):
@@ -220,8 +221,11 @@ class SwinACmix(BaseModule):
         embed_dims, depths = arch['embed_dims'], arch['depths']
         num_stages = len(depths)
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
-        self.out_indices = resolve_out_indices(out_indices, num_stages)
+        self.out_indices = resolve_out_indices(out_indices, num_stages,
+                                               'SwinACmix')
+        check_frozen_stages(frozen_stages, num_stages, 'SwinACmix')
         self.frozen_stages = frozen_stages
+        self.in_channels = in_channels
 
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
         if use_abs_pos_embed:
@@ -291,6 +295,7 @@ class SwinACmix(BaseModule):
         return self
 
     def forward(self, x: Tensor) -> tuple:
+        check_input(x, 'SwinACmix', self.in_channels)
         x = self.patch_embed(x)  # (B, H, W, C)
         if self.absolute_pos_embed is not None:
             pos = F.interpolate(
