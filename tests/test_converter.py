@@ -157,7 +157,8 @@ def test_unknown_layout_names_missing_and_unexpected_keys(official_ckpt):
         convert_state_dict(state)
     message = str(error.value)
     assert "Closest is 'swin_acmix_official'" in message
-    assert 'missing keys: 1 (layers.1.blocks.0.attn.dep_conv.weight)' in message
+    assert ('missing keys: 1 (layers.1.blocks.0.attn.dep_conv.weight)'
+            in message)
     assert 'unexpected keys: 1 (extra.weight)' in message
 
     # a ResNet stem alone: the closest layout and what it lacks, by name
@@ -186,7 +187,8 @@ def test_loading_never_runs_pickled_code(tmp_path):
 
 
 def test_command_line_tool(official_ckpt, tmp_path, expected):
-    tool = Path(__file__).parents[1] / 'tools/model_converters/acmix_official.py'
+    tool = (Path(__file__).parents[1] /
+            'tools/model_converters/acmix_official.py')
     dst = tmp_path / 'out.pth'
     subprocess.run([sys.executable, tool, official_ckpt, dst],
                    check=True,

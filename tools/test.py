@@ -2,16 +2,19 @@
 the config's ``default_scope`` picks the library.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
+        [--show] [--show-dir DIR] [--wait-time S] [--cfg-options KEY=VALUE ...]
 """
 import argparse
 import json
 import os
+import sys
 
 from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, load_config)
+                                  close_distributed, enable_visualization,
+                                  load_config)
 
 
 def parse_args():
@@ -19,6 +22,12 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also dump raw predictions to this .pkl')
+    parser.add_argument('--show', action='store_true',
+                        help='show the predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='save the drawn predictions under this folder')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each window stays open with --show')
     add_common_args(parser)
     args = parser.parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -29,8 +38,14 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                      args.launcher)
+    try:
+        cfg = load_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher, args.tensorboard)
+        if args.show or args.show_dir:
+            enable_visualization(cfg, args.show, args.show_dir,
+                                 args.wait_time)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     if args.out is not None:

@@ -2,13 +2,16 @@
 picks the library.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--tensorboard] [--cfg-options KEY=VALUE ...]
 """
 import argparse
 import os
+import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, load_config)
+                                  close_distributed, enable_auto_scale_lr,
+                                  load_config)
 
 
 def parse_args():
@@ -20,6 +23,10 @@ def parse_args():
         'dir when no path is given')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision training')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr linearly with the total batch size (processes x '
+        'batch size) over the config\'s auto_scale_lr.base_batch_size')
     add_common_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -28,8 +35,13 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                      args.launcher)
+    try:
+        cfg = load_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher, args.tensorboard)
+        if args.auto_scale_lr:
+            enable_auto_scale_lr(cfg)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

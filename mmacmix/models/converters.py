@@ -179,8 +179,8 @@ _SWIN_RULES: List[Rule] = [
      None),
     # (1, L, C) -> (1, C, H, W); the official models use square inputs
     (r'absolute_pos_embed', r'backbone.absolute_pos_embed',
-     lambda t: t.transpose(1, 2).reshape(1, t.shape[2],
-                                        round(t.shape[1]**0.5), -1)),
+     lambda t: t.transpose(1, 2).reshape(
+         1, t.shape[2], round(t.shape[1]**0.5), -1)),
     (_BLOCK + r'(norm1|norm2|mlp\.fc1|mlp\.fc2|attn\.qkv|attn\.proj)\.'
      r'(weight|bias)', _OUR_BLOCK + r'\3.\4', None),
     (_BLOCK + r'attn\.relative_position_bias_table',

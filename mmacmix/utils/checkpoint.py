@@ -81,10 +81,10 @@ def load_checkpoint_file(filename: str, map_location=None):
             f'refused to load checkpoint {filename}: unpickling it would '
             f'import {name}, which is not a tensor, a container or one of '
             'the classes mmacmix allows. Nothing in the file '
-            'was executed. If the file comes from a source you trust and holds '
-            'weights, re-save its state dict with plain types.') from None
+            'was executed. If the file comes from a source you trust and '
+            'holds weights, re-save its state dict with plain types.'
+        ) from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as err:
         raise CheckpointError(
             f'checkpoint {filename} is truncated, corrupt or not a PyTorch '
             f'checkpoint ({type(err).__name__}: {err})') from None
-

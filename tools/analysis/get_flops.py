@@ -16,10 +16,12 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmacmix.utils.config_complexity import measure, read_config  # noqa: E402
+# isort: on
 
 
 def parse_args(argv=None):

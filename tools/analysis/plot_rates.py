@@ -21,9 +21,11 @@ import sys
 from collections import OrderedDict
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (registers the checkpoint allowlist)
 from mmacmix.utils.checkpoint import (CheckpointError,  # noqa: E402
                                       load_checkpoint_file)
+# isort: on
 
 
 def parse_args(argv=None):
@@ -162,8 +164,8 @@ def mark_stages(ax_rates, ax_ratio, layers, color, row):
         if start > 1:
             for ax in (ax_rates, ax_ratio):
                 ax.axvline(start - 0.5, color=color, ls=':', lw=1)
-        ax_rates.annotate(f'stage {stage}', ((start + end - 1) / 2,
-                                            1.01 + 0.05 * row),
+        ax_rates.annotate(f'stage {stage}',
+                          ((start + end - 1) / 2, 1.01 + 0.05 * row),
                           xycoords=('data', 'axes fraction'), ha='center',
                           va='bottom', fontsize=8, color=color)
 

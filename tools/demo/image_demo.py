@@ -17,10 +17,12 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (before mmdet/mmseg import torchvision)
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+# isort: on
 
 
 def parse_args(argv=None):
