@@ -54,27 +54,23 @@ def test_auto_scale_lr_needs_a_base_batch_size(toy_workspace):
         'is meant for)']
 
 
-@pytest.fixture(scope='module')
-def untrained_checkpoints(tmp_path_factory):
-    """{config: a checkpoint of its model as built} (what is drawn does not
-    matter, only that every test image is drawn)."""
-    folder = tmp_path_factory.mktemp('ckpts')
-    ckpts = {}
-    for config in TEST_IMAGES:
-        model, _ = build_model(Config.fromfile(config), inference=False)
-        ckpts[config] = folder / f'{config.stem}.pth'
-        torch.save({'state_dict': model.state_dict()}, ckpts[config])
-    return ckpts
+def untrained_checkpoint(config, folder):
+    """A checkpoint of ``config``'s model as built: what is drawn does not
+    matter, only that every test image is drawn."""
+    model, _ = build_model(Config.fromfile(config), inference=False)
+    path = folder / f'{config.stem}.pth'
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
 
 
 @pytest.mark.parametrize('config', [
-    DET, pytest.param(SEG, marks=pytest.mark.slow),
-    pytest.param(CLS, marks=pytest.mark.slow)], ids=lambda c: c.stem)
-def test_show_dir_saves_every_test_image(config, untrained_checkpoints,
-                                         toy_workspace, tmp_path):
+    CLS, pytest.param(DET, marks=pytest.mark.slow),
+    pytest.param(SEG, marks=pytest.mark.slow)], ids=lambda c: c.stem)
+def test_show_dir_saves_every_test_image(config, toy_workspace, tmp_path):
     show_dir = tmp_path / 'shown'
-    proc = run_tool(['test.py', config, untrained_checkpoints[config],
-                     '--work-dir', tmp_path / 'work', '--show-dir', show_dir],
+    proc = run_tool(['test.py', config,
+                     untrained_checkpoint(config, tmp_path), '--work-dir',
+                     tmp_path / 'work', '--show-dir', show_dir],
                     cwd=toy_workspace)
     printed_metrics(proc)
     drawn = [p for p in Path(show_dir).rglob('*')

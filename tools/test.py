@@ -13,8 +13,8 @@ from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, enable_visualization,
-                                  load_config)
+                                  close_distributed, load_config)
+from mmacmix.utils.tool_options import add_tensorboard, enable_visualization
 
 
 def parse_args():
@@ -40,7 +40,9 @@ def main():
     args = parse_args()
     try:
         cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                          args.launcher, args.tensorboard)
+                          args.launcher)
+        if args.tensorboard:
+            add_tensorboard(cfg)
         if args.show or args.show_dir:
             enable_visualization(cfg, args.show, args.show_dir,
                                  args.wait_time)

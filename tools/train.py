@@ -10,8 +10,8 @@ import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.runner import (add_common_args, build_runner,
-                                  close_distributed, enable_auto_scale_lr,
-                                  load_config)
+                                  close_distributed, load_config)
+from mmacmix.utils.tool_options import add_tensorboard, enable_auto_scale_lr
 
 
 def parse_args():
@@ -37,7 +37,9 @@ def main():
     args = parse_args()
     try:
         cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                          args.launcher, args.tensorboard)
+                          args.launcher)
+        if args.tensorboard:
+            add_tensorboard(cfg)
         if args.auto_scale_lr:
             enable_auto_scale_lr(cfg)
     except ValueError as err:

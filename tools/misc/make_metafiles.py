@@ -1,8 +1,8 @@
 """Write the model index that ``mim search mmacmix`` reads: ``model-index.yml``
 and one metafile per family in ``configs/metafiles/``.
 
-Usage: python tools/misc/make_metafiles.py [--check] [--work-dirs DIR]
-           [--paper FILE]
+Usage: python tools/misc/make_metafiles.py [--check | --reuse-counts]
+           [--work-dirs DIR] [--paper FILE]
 
 Every config in ``configs/*.py`` (toy configs and ``_base_`` left out) gets
 one model entry in the metafile of its family (OpenMMLab's
@@ -19,7 +19,9 @@ Collections/Models schema):
 
 ``--check`` counts nothing: it regenerates every file with the counts
 already in the metafiles and fails if any differs, so the paper's numbers in
-the metafiles cannot drift from ``paper_results.json``.
+the metafiles cannot drift from ``paper_results.json``. ``--reuse-counts``
+writes the files with those counts (after a change to the paper's numbers
+only; a new or changed config needs counting).
 """
 import argparse
 import json
@@ -76,21 +78,27 @@ SCOPES = {
 PAPER_FIELDS = {
     'top1': ('Image Classification', 'Top 1 Accuracy'),
     'mIoU': ('Semantic Segmentation', 'mIoU'),
-    'bbox_mAP': ('Object Detection', 'box AP'),
-    'segm_mAP': ('Instance Segmentation', 'mask AP'),
     'params_m': (None, 'Params (M)'),
     'flops_g': (None, 'FLOPs (G)'),
     'fps': (None, 'FPS'),
 }
+# COCO fields by prefix (bbox_mAP -> box AP, segm_AP50 -> mask AP50, ...)
+COCO_PREFIXES = {
+    'bbox_': ('Object Detection', 'box '),
+    'segm_': ('Instance Segmentation', 'mask '),
+}
 # fields of a paper row that are not numbers of the model
 PAPER_TEXT = ('model', 'sources', 'note', 'table')
-# the authors' released checkpoints (their README's 'Pretrained Models')
+# the authors' released checkpoints (their README's 'Pretrained Models'):
+# config -> (file name to save it as, Tsinghua Cloud, Google Drive)
 OFFICIAL_WEIGHTS = {
     'swin_acmix_t_in1k': (
+        'swin_acmix_t.pth',
         'https://cloud.tsinghua.edu.cn/f/210c89a6f9eb4bd0beb6/',
         'https://drive.google.com/file/d/'
         '1qJnYhtQ65rWd0zUuV9eZQW5Wxj-TiiSg/view?usp=sharing'),
     'swin_acmix_s_in1k': (
+        'swin_acmix_s.pth',
         'https://cloud.tsinghua.edu.cn/f/8bed555e75c840f8a00d/',
         'https://drive.google.com/file/d/'
         '12PhN5YOEtWAgO8eSLhopfCVZ7JozMf9T/view?usp=sharing'),
@@ -99,9 +107,13 @@ OFFICIAL_WEIGHTS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         '--check', action='store_true',
         help='count nothing; fail if a file is not what it would be written')
+    mode.add_argument(
+        '--reuse-counts', action='store_true',
+        help='count nothing: take the counts from the metafiles as they are')
     parser.add_argument('--work-dirs', default='work_dirs',
                         help='folder of the count cache')
     parser.add_argument('--paper', default=str(PAPER_RESULTS),
@@ -118,6 +130,16 @@ def family_of(name):
                      f'({", ".join(FAMILIES)})')
 
 
+def paper_metric(field):
+    """``(task or None, metric name)`` of a field of the paper's data."""
+    if field in PAPER_FIELDS:
+        return PAPER_FIELDS[field]
+    for prefix, (task, label) in COCO_PREFIXES.items():
+        if field.startswith(prefix):
+            return task, label + field[len(prefix):].replace('mAP', 'AP')
+    return None, field
+
+
 def paper_results(entry, scope):
     """The ``Results`` of one model: the numbers of the paper's ACmix row
     ``entry['acmix']``, one result per task, the model's main task first;
@@ -129,7 +151,7 @@ def paper_results(entry, scope):
     for field, value in row.items():
         if field in PAPER_TEXT or isinstance(value, (str, list, dict)):
             continue
-        task, metric = PAPER_FIELDS.get(field, (None, field))
+        task, metric = paper_metric(field)
         by_task.setdefault(task or main_task, {})[metric] = value
     table = row.get('table', entry.get('table'))
     results = []
@@ -159,13 +181,14 @@ def model_entry(name, cfg, paper_entry, counts):
         'Results': paper_results(paper_entry, scope),
     }
     if name in OFFICIAL_WEIGHTS:
-        tsinghua, drive = OFFICIAL_WEIGHTS[name]
+        official, tsinghua, drive = OFFICIAL_WEIGHTS[name]
         entry['Weights'] = tsinghua
         entry['Converted From'] = {
             'Weights': drive,
             'Code': OFFICIAL_CODE,
+            # the released file is in the official layout: convert it
             'Convert': 'python tools/model_converters/acmix_official.py '
-                       f'OFFICIAL.pth checkpoints/{name}.pth',
+                       f'{official} checkpoints/{name}.pth',
         }
     return entry
 
@@ -202,7 +225,8 @@ def render(args):
     """``{path: text}`` of every file of the model index."""
     with open(args.paper) as f:
         paper = json.load(f)['models']
-    if args.check:
+    reuse = args.check or args.reuse_counts
+    if reuse:
         known = read_metafile_counts()
     else:
         cache = CountCache(osp.join(args.work_dirs,
@@ -212,7 +236,7 @@ def render(args):
     for path in sorted(CONFIG_DIR.glob('*.py')):
         name = path.stem
         cfg = Config.fromfile(path)
-        if args.check:
+        if reuse:
             if name not in known:
                 raise ValueError(f'{name} has no entry in the metafiles; '
                                  'run tools/misc/make_metafiles.py')
