@@ -186,10 +186,12 @@ def test_mim_train_test_search_from_the_wheel(dists, checkout, toy_root,
     assert sorted(listed) == sorted(models)
     out = tmp_path / 'models.json'
     run(f'mim search mmacmix --json {out}', env=env, cwd=folder)
-    listed = json.loads(out.read_text())
+    # mim writes one column per field, model name -> value
+    columns = json.loads(out.read_text())
     for name, model in models.items():
-        assert listed[name]['Parameters'] == model['Metadata']['Parameters']
-        assert listed[name]['config'] == model['Config']
+        assert columns['parameters'][name] == model['Metadata']['Parameters']
+        assert columns['config'][name] == model['Config']
+        assert columns['weight'].get(name) == model.get('Weights')
 
 
 @pytest.mark.slow
