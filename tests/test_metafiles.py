@@ -93,4 +93,5 @@ def test_check_passes_and_catches_drift(tmp_path):
     assert [line for line in proc.stderr.splitlines()
             if line.startswith('error:')] == [
         f'error: out of date: configs/metafiles/{family}.yml; run python '
-        'tools/misc/make_metafiles.py']
+        'tools/misc/make_metafiles.py (with --reuse-counts if only the '
+        "paper's numbers changed)"]

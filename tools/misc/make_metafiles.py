@@ -51,21 +51,21 @@ MODEL_INDEX = REPO_ROOT / 'model-index.yml'
 PAPER = dict(Title='On the Integration of Self-Attention and Convolution',
              URL='https://arxiv.org/abs/2111.14556')
 OFFICIAL_CODE = 'https://github.com/LeapLabTHU/ACmix'
-# config-name prefix -> collection; the order is the model index's
+# backbone in the config names -> collection; the model index's order
 FAMILIES = {
     'swin_acmix': dict(
-        Name='Swin-ACmix', backbone='swin_acmix',
+        Name='Swin-ACmix',
         Architecture=['Swin Transformer', 'ACmix',
                       'Shifted Window Attention']),
     'pvt_acmix': dict(
-        Name='PVT-ACmix', backbone='pvt_acmix',
+        Name='PVT-ACmix',
         Architecture=['Pyramid Vision Transformer', 'ACmix',
                       'Spatial-Reduction Attention']),
     'resnet_acmix': dict(
-        Name='ResNet-ACmix', backbone='resnet_acmix',
+        Name='ResNet-ACmix',
         Architecture=['ResNet', 'ACmix', 'Sliding-Window Attention']),
     'san_acmix': dict(
-        Name='SAN-ACmix', backbone='san_acmix',
+        Name='SAN-ACmix',
         Architecture=['SAN', 'ACmix', 'Patchwise Self-Attention']),
 }
 # scope -> (task, dataset) of the model's main result
@@ -123,8 +123,8 @@ def parse_args(argv=None):
 
 def family_of(name):
     """The key of :data:`FAMILIES` whose backbone the config uses."""
-    for key, family in FAMILIES.items():
-        if family['backbone'] in name:
+    for key in FAMILIES:
+        if key in name:
             return key
     raise ValueError(f'config {name} belongs to no family '
                      f'({", ".join(FAMILIES)})')
@@ -199,7 +199,7 @@ def collection(key):
         'Name': family['Name'],
         'Metadata': {'Architecture': family['Architecture']},
         'Paper': PAPER,
-        'Code': {'URL': f'mmacmix/models/backbones/{family["backbone"]}.py'},
+        'Code': {'URL': f'mmacmix/models/backbones/{key}.py'},
         'README': 'docs/model_zoo.md',
     }
 
@@ -272,7 +272,8 @@ def main(argv=None):
             raise ValueError(
                 'out of date: ' + ', '.join(
                     str(p.relative_to(REPO_ROOT)) for p in changed)
-                + '; run python tools/misc/make_metafiles.py')
+                + '; run python tools/misc/make_metafiles.py (with '
+                '--reuse-counts if only the paper\'s numbers changed)')
         print(f'{len(files)} files up to date')
         return
     METAFILE_DIR.mkdir(exist_ok=True)
