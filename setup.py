@@ -1,4 +1,47 @@
+import os.path as osp
+import shutil
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# What `mim` looks for under an installed package's `.mim/` folder: the
+# configs `mim train/test` resolve by name, the tools they run and the model
+# index `mim search` reads (with the metafiles it points to).
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def read_requirements(path):
+    """The requirement lines of ``path`` (comments and blanks dropped)."""
+    with open(path) as f:
+        return [
+            line.strip() for line in f
+            if line.strip() and not line.startswith('#')
+        ]
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies :data:`MIM_FILES` into
+    ``mmacmix/.mim/`` of the build, so the wheel carries them (as mmdet and
+    mmpretrain ship theirs). The source tree is left as it is; an editable
+    install has no ``.mim`` and keeps the configs in the checkout."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        mim_dir = osp.join(self.build_lib, 'mmacmix', '.mim')
+        for name in MIM_FILES:
+            if not osp.exists(name):
+                raise FileNotFoundError(
+                    f'{name} is missing: build from a checkout or an sdist')
+            target = osp.join(mim_dir, name)
+            if osp.isdir(name):
+                shutil.copytree(
+                    name, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                self.mkpath(mim_dir)
+                shutil.copyfile(name, target)
+
 
 version = {}
 with open('mmacmix/version.py') as f:
@@ -11,15 +54,24 @@ setup(
     'detection, segmentation and classification',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    license_files=['LICENSE'],
+    keywords='computer vision, ACmix, object detection, segmentation',
+    classifiers=[
+        'Operating System :: OS Independent',
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
     packages=find_packages(include=['mmacmix', 'mmacmix.*']),
     python_requires='>=3.9',
     # mmacmix.layers needs torch alone; the OpenMMLab stack is optional so the
     # layers can be used without it (see requirements/runtime.txt).
     install_requires=['torch'],
     extras_require={
-        'openmmlab': [
-            line.strip() for line in open('requirements/runtime.txt')
-            if line.strip() and not line.startswith('#')
-        ],
+        'openmmlab': read_requirements('requirements/runtime.txt'),
+        'tensorboard': read_requirements('requirements/optional.txt'),
+        'tests': read_requirements('requirements/tests.txt'),
     },
+    cmdclass={'build_py': BuildPyWithMim},
+    zip_safe=False,
 )

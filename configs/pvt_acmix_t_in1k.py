@@ -4,7 +4,7 @@
 # label smoothing 0.1, stochastic depth 0.1. Norms, biases, the ACmix rates
 # and the position embeddings get no weight decay.
 _base_ = [
-    './_base_/models/pvt_acmix_t_in1k.py',
+    './_base_/models/pvt_acmix_t_cls.py',
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py'

@@ -3,7 +3,7 @@
 # label smoothing 0.1, standard augmentation at 224x224 (random resized
 # crop and flip; resize to 256 and center crop for testing).
 _base_ = [
-    './_base_/models/san_acmix_19_in1k.py',
+    './_base_/models/san_acmix_19_cls.py',
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/schedules/imagenet_bs256_coslr.py',
     'mmpretrain::_base_/default_runtime.py'

@@ -4,7 +4,7 @@
 # Mixup 0.8, CutMix 1.0, RandomErasing, label smoothing 0.1, grad clip 5.
 # 1-D parameters (norms, biases, the ACmix rates) get no weight decay.
 _base_ = [
-    './_base_/models/swin_acmix_t_in1k.py',
+    './_base_/models/swin_acmix_t_cls.py',
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py'

@@ -12,10 +12,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: long end-to-end runs, excluded by default (-m slow)')
-    # The default run leaves the slow tests out; any -m given on the command
-    # line (e.g. `-m slow`, `-m "slow or not slow"`) replaces this.
-    if not config.option.markexpr:
-        config.option.markexpr = 'not slow'
 
 
 def _reference_candidates():

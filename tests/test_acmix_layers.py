@@ -161,11 +161,13 @@ def naive_window_attention(op, x):
             qw = torch.stack([q[:, y, x_] for y, x_ in pixels], 1)
             kw = torch.stack([k[:, y, x_] for y, x_ in pixels], 1)
             vw = torch.stack([v[:, y, x_] for y, x_ in pixels], 1)
-            logits = torch.einsum('bnhd,bmhd->bhnm', qw, kw) * qw.shape[-1]**-.5
+            scale = qw.shape[-1]**-.5
+            logits = torch.einsum('bnhd,bmhd->bhnm', qw, kw) * scale
+            table = op.relative_position_bias_table
             for n, (y1, x1) in enumerate(pixels):
                 for m, (y2, x2) in enumerate(pixels):
-                    index = (y1 - y2 + ws - 1) * (2 * ws - 1) + x1 - x2 + ws - 1
-                    logits[:, :, n, m] += op.relative_position_bias_table[index]
+                    dy, dx = y1 - y2 + ws - 1, x1 - x2 + ws - 1
+                    logits[:, :, n, m] += table[dy * (2 * ws - 1) + dx]
                     if s and (region(y1, hp), region(x1, wp)) != (region(
                             y2, hp), region(x2, wp)):
                         logits[:, :, n, m] -= 100

@@ -7,8 +7,7 @@ import torch
 
 import mmacmix  # noqa: F401  (registers the backbones)
 from mmacmix.layers import ACmixConvPath
-from mmacmix.models.backbones import (PVTACmix, ResNetACmix, SANACmix,
-                                      SwinACmix)
+from mmacmix.models.backbones import PVTACmix, ResNetACmix, SANACmix, SwinACmix
 
 SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
 PVT = dict(embed_dims=[16, 16, 32, 32], depths=[1, 1, 1, 1],

@@ -10,7 +10,6 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
-from helpers import serve_folder
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         get_external_models, get_mmcls_models,
                                         get_torchvision_models,
@@ -21,6 +20,8 @@ import mmacmix  # noqa: F401  (installs the safe loader)
 from mmacmix.utils.checkpoint import (CheckpointError, CheckpointMismatchError,
                                       UnsafeCheckpointError,
                                       load_checkpoint_file, require_loaded)
+
+from helpers import serve_folder
 
 UNSAFE = r'refused .*posix\.system.*Nothing in the file was executed'
 

@@ -9,13 +9,14 @@ import shlex
 
 import pytest
 import torch
-from helpers import REPO_ROOT, printed_metrics, run_tool, serve_folder
 from mmengine.config import Config
 from test_checkpoint_safety import save_hostile
 from test_paper_tools import load_tool
 
 from mmacmix.utils.checkpoint import CheckpointError
 from mmacmix.utils.config_complexity import build_model
+
+from helpers import REPO_ROOT, printed_metrics, run_tool, serve_folder
 
 CLS = REPO_ROOT / 'configs/toy/swin_acmix_toy_in1k.py'
 DET = REPO_ROOT / 'configs/toy/retinanet_resnet_acmix_toy_coco.py'

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmacmix.utils.runner import DatasetNotFoundError, check_datasets
+
 from helpers import REPO_ROOT, TOOLS, logged_train_iters, run_tool
 
 CLS = REPO_ROOT / 'configs/toy/swin_acmix_toy_in1k.py'

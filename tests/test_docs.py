@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Tuple, Union
 
 import pytest
+from test_paper_tools import TOY_DET, save_fresh_checkpoint, write_lines
 
 from mmacmix.utils import toy_data
 
 from helpers import REPO_ROOT, tool_env
-from test_paper_tools import TOY_DET, save_fresh_checkpoint, write_lines
 
 Pattern = Union[str, re.Pattern]
 SHELL_LANGUAGES = {'bash', 'shell', 'sh'}

@@ -1,6 +1,5 @@
 """End to end on the toy data with the real runners: train -> checkpoint ->
 tools/test.py metrics, resume, a killed run, distributed on CPU."""
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from helpers import (REPO_ROOT, logged_train_iters, printed_metrics, run_tool,
-                   tool_env)
+                     tool_env)
 
 DET = REPO_ROOT / 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py'
 SEG = REPO_ROOT / 'configs/toy/fpn_swin_acmix_toy_ade20k.py'

@@ -12,11 +12,11 @@ import mmacmix  # noqa: F401
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 from mmacmix.models.backbones.pvt_acmix import PVTACmix
 from mmacmix.models.converters import LAYOUTS, convert_state_dict
-
-PVT_V1 = next(layout for layout in LAYOUTS if layout.name == 'pvt_v1_official')
 from mmacmix.utils.complexity import complexity
 
 from helpers import REPO_ROOT, printed_metrics, run_tool
+
+PVT_V1 = next(layout for layout in LAYOUTS if layout.name == 'pvt_v1_official')
 
 # PVT v1's per-stage settings with fewer channels and blocks
 MINI = dict(

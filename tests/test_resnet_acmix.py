@@ -10,9 +10,6 @@ import torch
 import torch.nn.functional as F
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
-from acmix_oracle import (unfold_attention, unfold_qkv_attention,
-                          use_unfold_attention)
-from helpers import REPO_ROOT, printed_metrics, run_tool
 from mmacmix.layers.sliding_acmix import (SlidingACmix, coordinate_grid,
                                           sliding_window_attention)
 from mmacmix.models.backbones.resnet_acmix import ResNetACmix
@@ -21,6 +18,10 @@ from mmacmix.models.converters import (Layout, extract_state_dict,
 from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
                                                 convert_acmix_module)
 from mmacmix.utils.benchmark import tensor_memory_mib
+
+from acmix_oracle import (unfold_attention, unfold_qkv_attention,
+                          use_unfold_attention)
+from helpers import REPO_ROOT, printed_metrics, run_tool
 
 CONFIGS = REPO_ROOT / 'configs'
 
@@ -265,8 +266,8 @@ def test_backbone_outputs_any_size():
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 99, 130))
     # ceil at the stem, the max-pool and every stride-2 stage
-    assert [o.shape for o in outs] == [(1, 16, 25, 33), (1, 32, 13, 17),
-                                      (1, 64, 7, 9), (1, 128, 4, 5)]
+    assert [o.shape for o in outs] == [
+        (1, 16, 25, 33), (1, 32, 13, 17), (1, 64, 7, 9), (1, 128, 4, 5)]
     # 2x2 at the last stage; depth 26 needs 49 pixels
     with pytest.raises(ValueError, match='at least 49x49 pixels, got 32x32'):
         model(torch.randn(1, 3, 32, 32))
@@ -460,8 +461,8 @@ def test_classification_configs_build():
 
 
 def test_retinanet_config_builds_and_runs():
-    from mmengine.config import Config
     from mmdet.registry import MODELS
+    from mmengine.config import Config
     cfg = Config.fromfile(CONFIGS / 'retinanet_resnet_acmix_50_1x_coco.py')
     assert cfg.custom_imports == dict(imports=['mmacmix'],
                                       allow_failed_imports=False)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
-from helpers import REPO_ROOT, printed_metrics, run_tool
 from mmacmix.layers import patchwise_acmix
 from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
                                             patchwise_aggregation,
@@ -18,6 +17,8 @@ from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
 from mmacmix.models.backbones.san_acmix import SANACmix
 from mmacmix.utils.complexity import complexity
 from mmacmix.utils.config_complexity import measure
+
+from helpers import REPO_ROOT, printed_metrics, run_tool
 from san_acmix_oracle import unfold_patchwise_attention, use_unfold_attention
 
 CONFIGS = REPO_ROOT / 'configs'
@@ -270,9 +271,9 @@ def test_backbone_outputs_any_size():
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 99, 130))
     # ceil at every max-pool
-    assert [o.shape for o in outs] == [(1, 32, 50, 65), (1, 32, 25, 33),
-                                      (1, 64, 13, 17), (1, 64, 7, 9),
-                                      (1, 96, 4, 5)]
+    assert [o.shape for o in outs] == [
+        (1, 32, 50, 65), (1, 32, 25, 33), (1, 64, 13, 17), (1, 64, 7, 9),
+        (1, 96, 4, 5)]
     # 3x3 at the last stage
     with pytest.raises(ValueError, match='at least 97x97 pixels, got 96x96'):
         model(torch.randn(1, 3, 96, 96))

@@ -1,7 +1,6 @@
 """The toy datasets are deterministic, in the real formats, and the stock
 dataset classes read them through the real configs' pipelines."""
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np

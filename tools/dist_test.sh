@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [test.py args]
 # Honours NNODES, NODE_RANK, MASTER_ADDR and PORT like dist_train.sh.
+# PYTHON: the interpreter (default: see tools/find_python.sh).
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
@@ -9,7 +10,8 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
+# shellcheck source=tools/find_python.sh
+source "$(dirname "$0")/find_python.sh"
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -3,6 +3,7 @@
 # One node: NUM_PROCS processes. Several nodes: run it on each with
 # NNODES, NODE_RANK, MASTER_ADDR and PORT set. Without GPUs it trains on CPU
 # with gloo.
+# PYTHON: the interpreter (default: see tools/find_python.sh).
 set -euo pipefail
 CONFIG=$1
 NUM_PROCS=$2
@@ -10,7 +11,8 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
+# shellcheck source=tools/find_python.sh
+source "$(dirname "$0")/find_python.sh"
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test suite: sets up .venv if needed (tools/setup_env.sh), then pytest.
+# The test suite: sets up .venv if needed (tools/setup_env.sh), lints
+# (flake8 and isort, configured in setup.cfg), then pytest.
 # Extra arguments go to pytest, e.g. `bash tools/run_tests.sh -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
+LINTED=(mmacmix tools tests setup.py)
+.venv/bin/python -m flake8 "${LINTED[@]}"
+.venv/bin/python -m isort --check-only --diff "${LINTED[@]}"
 exec .venv/bin/python -m pytest tests "$@"

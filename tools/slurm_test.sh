@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args]
 # GPUS (total, default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5) and
-# SRUN_ARGS tune the allocation; one task per GPU.
+# SRUN_ARGS tune the allocation; one task per GPU. PYTHON: the interpreter
+# (default: see tools/find_python.sh).
 set -euo pipefail
 PARTITION=$1
 JOB_NAME=$2
@@ -10,7 +11,8 @@ CHECKPOINT=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-PYTHON=${PYTHON:-python}
+# shellcheck source=tools/find_python.sh
+source "$(dirname "$0")/find_python.sh"
 
 # shellcheck disable=SC2086
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \

@@ -2,7 +2,8 @@
 the config's ``default_scope`` picks the library.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
-        [--allow-partial]
+        [--allow-partial] [--show] [--show-dir DIR] [--wait-time S]
+        [--cfg-options KEY=VALUE ...]
 
 CHECKPOINT is a file, a URL or any prefix mmengine reads (``torchvision://``,
 ``open-mmlab://``, ...). Every tensor of the model must load from it, unless
@@ -20,6 +21,7 @@ from mmacmix.utils.checkpoint import CheckpointError
 from mmacmix.utils.runner import (DatasetNotFoundError, add_common_args,
                                   build_runner, check_datasets,
                                   close_distributed, load_config)
+from mmacmix.utils.tool_options import add_tensorboard, enable_visualization
 
 
 def parse_args():
@@ -31,6 +33,12 @@ def parse_args():
         '--allow-partial', action='store_true',
         help='evaluate even if some of the model is missing from the '
         'checkpoint or has other shapes (warnings only)')
+    parser.add_argument('--show', action='store_true',
+                        help='show the predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='save the drawn predictions under this folder')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each window stays open with --show')
     add_common_args(parser)
     args = parser.parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -41,8 +49,16 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                      args.launcher)
+    try:
+        cfg = load_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher)
+        if args.tensorboard:
+            add_tensorboard(cfg)
+        if args.show or args.show_dir:
+            enable_visualization(cfg, args.show, args.show_dir,
+                                 args.wait_time)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     cfg.load_from = args.checkpoint
     if args.allow_partial:
         cfg.allow_partial_load = True

@@ -2,6 +2,7 @@
 picks the library.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--tensorboard] [--cfg-options KEY=VALUE ...]
     python tools/train.py CONFIG --resume-or-start [--allow-partial]
 
 ``--resume`` continues from CKPT, or without a path from the checkpoint the
@@ -23,6 +24,7 @@ from mmacmix.utils.runner import (DatasetNotFoundError, ResumeError,
                                   add_common_args, build_runner,
                                   check_datasets, close_distributed,
                                   load_config, resolve_resume)
+from mmacmix.utils.tool_options import add_tensorboard, enable_auto_scale_lr
 
 
 def parse_args(argv=None):
@@ -43,6 +45,10 @@ def parse_args(argv=None):
         '--allow-partial', action='store_true',
         help='start from load_from or Pretrained init_cfg files that fill '
         'only part of the model (fine-tuning; warnings only)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr linearly with the total batch size (processes x '
+        'batch size) over the config\'s auto_scale_lr.base_batch_size')
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -51,8 +57,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.work_dir, args.cfg_options,
-                      args.launcher)
+    try:
+        cfg = load_config(args.config, args.work_dir, args.cfg_options,
+                          args.launcher)
+        if args.tensorboard:
+            add_tensorboard(cfg)
+        if args.auto_scale_lr:
+            enable_auto_scale_lr(cfg)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

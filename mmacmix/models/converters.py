@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from mmacmix.utils.saving import atomic_open
+
 from .pvt_layout import PVT_V1_LAYOUT
 from .resnet_acmix_layout import RESNET_ACMIX_LAYOUT_ARGS
 

@@ -31,6 +31,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
@@ -38,6 +39,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmacmix.utils.benchmark import (DTYPES, Entry,  # noqa: E402
                                      alternated_times, memory_of, summary)
 from mmacmix.utils.config_complexity import BAD_INPUT  # noqa: E402
+# isort: on
 
 MODES = ('train', 'infer')
 

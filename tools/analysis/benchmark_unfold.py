@@ -42,6 +42,7 @@ import time
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 sys.path[:0] = [ROOT, osp.join(ROOT, 'tests')]
 
+# isort: off
 import mmacmix  # noqa: E402,F401  (before torchvision can be imported)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -50,6 +51,7 @@ from mmacmix.models.backbones import ResNetACmix, SANACmix  # noqa: E402
 from mmacmix.utils.benchmark import (current_rss_mib,  # noqa: E402
                                      peak_rss_mib, summary,
                                      tensor_memory_mib, tensors_mib)
+# isort: on
 
 VARIANTS = ('ours', 'unfold')
 # family: (backbone, depths, the oracle's module in tests/)

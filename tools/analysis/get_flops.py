@@ -16,11 +16,13 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
 from mmengine.config import DictAction  # noqa: E402
 
 from mmacmix.utils.config_complexity import (BAD_INPUT, measure,  # noqa: E402
                                              read_config)
+# isort: on
 
 
 def parse_args(argv=None):

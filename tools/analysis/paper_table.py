@@ -40,12 +40,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
+# isort: off
 import mmacmix  # noqa: E402  (before anything imports torchvision)
 from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
 from mmacmix.utils.config_complexity import DEFAULT_SHAPES, measure  # noqa
 from mmacmix.utils.logs import NoLogsError, last_values, load_runs  # noqa
+# isort: on
 
 CONFIG_DIR = REPO_ROOT / 'configs'
 PAPER_RESULTS = CONFIG_DIR / 'paper_results.json'

@@ -22,10 +22,12 @@ import sys
 from collections import OrderedDict
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (makes mmengine's loaders safe)
 from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
 
 from mmacmix.utils.checkpoint import CheckpointError  # noqa: E402
+# isort: on
 
 
 def parse_args(argv=None):

@@ -20,14 +20,16 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 import mmacmix  # noqa: E402,F401  (before mmdet/mmseg import torchvision)
 import mmcv  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from mmacmix.utils.checkpoint import (CheckpointError,  # noqa: E402
-                                      require_loaded)
+from mmacmix.utils.checkpoint import (  # noqa: E402
+    CheckpointError, require_loaded)
+# isort: on
 
 
 def parse_args(argv=None):

@@ -19,8 +19,10 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
+# isort: off
 from mmacmix.models.converters import (ConversionError,  # noqa: E402
                                        convert_checkpoint)
+# isort: on
 
 
 def main(argv=None):

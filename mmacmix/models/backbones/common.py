@@ -3,9 +3,9 @@ from typing import Callable, Iterable, List, Sequence, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
-from torch.nn.modules.batchnorm import _BatchNorm
 from mmengine.model import BaseModule
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmacmix.layers import ACmixConvPath
 
