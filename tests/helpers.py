@@ -1,5 +1,6 @@
 """Helpers for the end-to-end tests: run the project's tools as a user
 would, in a folder that holds the toy data under data/toy."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +22,15 @@ def tool_env(**extra):
     env.setdefault('OMP_NUM_THREADS', '1')
     env.update(extra)
     return env
+
+
+def load_tool(relpath):
+    """``tools/<relpath>`` as a module, to call its ``main`` in-process."""
+    path = TOOLS / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def run_tool(args, cwd, timeout=600, check=True, **env):

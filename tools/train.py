@@ -5,9 +5,11 @@ picks the library.
 """
 import argparse
 import os
+import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.runner import (add_common_args, build_runner,
+from mmacmix.utils.runner import (MissingCheckpointError, add_common_args,
+                                  build_runner, check_init_checkpoints,
                                   close_distributed, load_config)
 
 
@@ -36,9 +38,13 @@ def main():
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
+    check_init_checkpoints(cfg)  # before the runner reads any data
     build_runner(cfg).train()
     close_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except MissingCheckpointError as err:
+        sys.exit(f'error: {err}')
