@@ -397,9 +397,11 @@ def zoo_page(rows, paper):
         "the paper's ACmix (*Δ*). Params and FLOPs (multiply-adds) are "
         'counted here by `tools/analysis/get_flops.py`\'s counter at the '
         "paper's input size exactly (224×224, 512×2048 ADE20K, 800×1333 "
-        'COCO, detectors not padded); metrics are those of runs in '
-        '`work_dirs/` (none in this copy: no run on the real datasets has '
-        'been made here, see [reproduce.md](reproduce.md)). *lost*: the '
+        'COCO, detectors not padded); metrics are those of the runs in '
+        '`work_dirs/` when the page was written (' + (
+            'listed under each table' if any(r['log'] for r in rows) else
+            'none: no run on the real datasets had been made') +
+        '; see [reproduce.md](reproduce.md)). *lost*: the '
         "paper's table has the cell but its text extraction lost the number "
         "(never filled by guess); *—*: the paper gives no such number.",
         '',
