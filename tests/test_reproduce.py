@@ -129,7 +129,7 @@ def toy_args(work_dirs, epochs):
             f'train_cfg.val_interval={epochs}']
 
 
-def test_reproduce_toy_row_end_to_end(toy_workspace):
+def test_reproduce_toy_row_end_to_end(toy_workspace, capsys, monkeypatch):
     """docs/reproduce.md's toy command: a toy config stands in for a table
     row, 2 CPU processes train and test it, the metrics land in the table;
     a second run skips it."""
@@ -148,15 +148,17 @@ def test_reproduce_toy_row_end_to_end(toy_workspace):
     logged = json.loads(test_run.read_text())
     assert row['config'] == name and not row['in_paper']
     assert row['bbox_mAP'] == round(logged['coco/bbox_mAP'] * 100, 4)
-    assert row['log'] == f'{work_dir} ({test_run.stem})'
+    assert row['log'] == f'work_dirs/toy/{name} ({test_run.stem})'
     assert f'| `{name}` | no paper entry |' in (
         work_dirs / 'reproduce.md').read_text()
     assert (work_dirs / 'reproduce.csv').read_text().count('\n') == 2
     assert f'| `{name}` | no paper entry |' in proc.stdout
 
-    again = run_tool(args, cwd=toy_workspace)
-    assert f'{name}: finished, skipped' in again.stdout
-    assert '==>' not in again.stdout  # nothing launched
+    monkeypatch.chdir(toy_workspace)
+    load_tool('reproduce.py').main(args[1:])
+    again = capsys.readouterr().out
+    assert f'{name}: finished, skipped' in again
+    assert '==>' not in again  # nothing launched
     assert json.loads((work_dirs / 'reproduce.json').read_text()) == [row]
 
 
