@@ -213,26 +213,20 @@ def plan_rows(rows, args):
 
 
 def launch(script, args, head, tail, job):
-    """``(argv, env, shell line)`` of a train or test launch."""
-    tools = REPO_ROOT / 'tools'
+    """``(argv, env, shell line)`` of a train or test launch: ``head`` are
+    the script's positional arguments (config, then checkpoint or work
+    dir), ``tail`` the options for train.py / test.py."""
     if args.launcher == 'pytorch':
-        argv = ['bash', str(tools / f'dist_{script}.sh'), *head[:2],
-                str(args.gpus), *head[2:], *tail]
+        path = REPO_ROOT / 'tools' / f'dist_{script}.sh'
+        rest = [*head[:2], str(args.gpus), *head[2:], *tail]
         env = {}
-        line = [shown(tools / f'dist_{script}.sh'), *head[:2],
-                str(args.gpus), *head[2:], *tail]
     else:
-        # slurm_train.sh takes the work dir as an argument, slurm_test.sh
-        # as an option
-        argv = ['bash', str(tools / f'slurm_{script}.sh'), args.partition,
-                job, *head, *tail]
-        env = dict(GPUS=str(args.gpus),
-                   GPUS_PER_NODE=str(min(args.gpus, 8)))
-        line = [f'{k}={v}' for k, v in env.items()] + [
-            shown(tools / f'slurm_{script}.sh'), args.partition, job, *head,
-            *tail]
-    return argv, env, ' '.join(shlex.quote(a) if not a.startswith('"$(')
-                               else a for a in line)
+        path = REPO_ROOT / 'tools' / f'slurm_{script}.sh'
+        rest = [args.partition, job, *head, *tail]
+        env = dict(GPUS=str(args.gpus), GPUS_PER_NODE=str(min(args.gpus, 8)))
+    line = [f'{k}={v}' for k, v in env.items()] + [shown(path), *rest]
+    return ['bash', str(path), *rest], env, ' '.join(
+        a if a.startswith('"$(') else shlex.quote(a) for a in line)
 
 
 def commands(step, args):
