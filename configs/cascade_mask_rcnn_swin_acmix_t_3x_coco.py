@@ -22,3 +22,10 @@ optim_wrapper = dict(
         }),
     optimizer=dict(
         type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05))
+
+# Appendix B's 500-iteration warm-up
+param_scheduler = [
+    {{_base_.swin_det_warmup}},
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=36,
+         milestones=[27, 33], gamma=0.1)
+]

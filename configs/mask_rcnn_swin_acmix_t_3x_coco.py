@@ -7,3 +7,10 @@ _base_ = [
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
 model = dict(backbone={{_base_.swin_acmix_t}})
+
+# Appendix B's 500-iteration warm-up
+param_scheduler = [
+    {{_base_.swin_det_warmup}},
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=36,
+         milestones=[27, 33], gamma=0.1)
+]

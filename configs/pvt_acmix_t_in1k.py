@@ -1,8 +1,9 @@
 # PVTACmix-T on ImageNet-1k with PVT's (DeiT's) recipe: 300 epochs, AdamW
 # lr 1e-3 at batch 1024 (8x128), weight decay 0.05, 5 linear warm-up epochs
 # then cosine to 1e-5, RandAugment, Mixup 0.8, CutMix 1.0, RandomErasing 0.25,
-# label smoothing 0.1, stochastic depth 0.1. Norms, biases, the ACmix rates
-# and the position embeddings get no weight decay.
+# label smoothing 0.1, stochastic depth 0.1, repeated augmentation (3
+# repeats, on by default in whai362/PVT's main.py). Norms, biases, the ACmix
+# rates and the position embeddings get no weight decay.
 _base_ = [
     './_base_/models/pvt_acmix_t_cls.py',
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
@@ -11,7 +12,8 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
-train_dataloader = dict(batch_size=128)
+train_dataloader = dict(
+    batch_size=128, sampler=dict(type='RepeatAugSampler', shuffle=True))
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 

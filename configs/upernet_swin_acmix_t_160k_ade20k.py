@@ -9,3 +9,4 @@ _base_ = [
 custom_imports = dict(imports=['mmacmix'], allow_failed_imports=False)
 
 model = dict(backbone={{_base_.swin_acmix_t_seg}})
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -14,6 +14,16 @@ def pytest_configure(config):
         'markers', 'slow: long end-to-end runs, excluded by default (-m slow)')
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leave the slow tests out unless a -m expression asks for them."""
+    if config.getoption('markexpr'):
+        return
+    slow = [item for item in items if item.get_closest_marker('slow')]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
+
+
 def _reference_candidates():
     """Where the reference data may be: $MMACMIX_REFERENCE, else
     ``../shared/reference`` beside this checkout or, for a clone of a local

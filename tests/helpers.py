@@ -2,6 +2,7 @@
 would, in a folder that holds the toy data under data/toy."""
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +26,15 @@ def tool_env(**extra):
     env.setdefault('OMP_NUM_THREADS', '1')
     env.update(extra)
     return env
+
+
+def load_tool(relpath):
+    """``tools/<relpath>`` as a module, to call its ``main`` in-process."""
+    path = TOOLS / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def run_tool(args, cwd, timeout=600, check=True, **env):

@@ -3,7 +3,6 @@ tools/analysis/plot_rates.py, tools/analysis/plot_logs.py and
 tools/demo/image_demo.py on toy configs, hand-written logs and checkpoints
 with known values; the numbers they print are checked against those values,
 and bad inputs give clear errors."""
-import importlib.util
 import json
 import re
 
@@ -17,20 +16,12 @@ import mmacmix  # noqa: F401  (before mmdet/mmpretrain import torchvision)
 from mmacmix.utils.config_complexity import build_model
 from mmacmix.utils.logs import NoLogsError
 
-from helpers import REPO_ROOT, TOOLS, run_tool
+from helpers import REPO_ROOT, load_tool, run_tool
 
 TOY_DET = REPO_ROOT / 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py'
 TOY_SEG = REPO_ROOT / 'configs/toy/fpn_swin_acmix_toy_ade20k.py'
 TOY_CLS = REPO_ROOT / 'configs/toy/swin_acmix_toy_in1k.py'
 TOY_RESNET_DET = REPO_ROOT / 'configs/toy/retinanet_resnet_acmix_toy_coco.py'
-
-
-def load_tool(relpath):
-    path = TOOLS / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def write_lines(path, records):
@@ -41,13 +32,21 @@ def write_lines(path, records):
 # ---------------------------------------------------------------- paper_table
 
 
+def _cells(table, first):
+    """The cells of the Markdown row of ``table`` starting with ``first``."""
+    row = next(line for line in table.splitlines()
+               if line.startswith(f'| {first} |'))
+    return [c.strip() for c in row.strip('|').split('|')]
+
+
 def test_paper_table_counts_and_newest_logged_metrics(tmp_path, capsys):
     """A toy Mask R-CNN: the parameters printed are the built model's, at
     the exact input size (not padded to 32); box/mask AP are the newest
     evaluation among the work dirs of that config (a dir named after it,
-    and a renamed one holding a copy of the config), in percent; the
-    paper's numbers come from the --paper file. A second run reads the
-    counts from the cache."""
+    and a renamed one holding a copy of the config), in percent; each
+    number column is paper baseline, paper ACmix, ours, ours - ACmix, with
+    'lost' and '—' for the paper's lost and absent cells. A second run
+    reads the counts from the cache."""
     name = TOY_DET.stem
     work_dirs = tmp_path / 'work_dirs'
     # an older training run in work_dirs/<config name>
@@ -59,19 +58,21 @@ def test_paper_table_counts_and_newest_logged_metrics(tmp_path, capsys):
     # a newer test run in a renamed work dir (the runner copies the config)
     renamed = work_dirs / 'renamed'
     write_lines(renamed / '20250102_090000/20250102_090000.json',
-                [{'coco/bbox_mAP': 0.5, 'coco/segm_mAP': 0.25}])
+                [{'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.7,
+                  'coco/segm_mAP': 0.25}])
     (renamed / f'{name}.py').write_text('# config copy\n')
     # a newer run of another config's work dir is not read
     write_lines(work_dirs / 'unrelated/20250103_000000/vis_data/scalars.json',
                 [{'coco/bbox_mAP': 0.9, 'step': 1}])
     paper = json.loads((REPO_ROOT / 'configs/paper_results.json').read_text())
     paper['models'] = {name: {
-        'task': 'COCO object detection',
-        'metrics': ['bbox_mAP', 'segm_mAP'],
-        'acmix': {'model': 'Toy-ACmix', 'flops_g': 12.5, 'bbox_mAP': 41.2,
-                  'sources': ['issue-3']},
-        'baseline': {'model': 'Toy', 'params_m': 2.5, 'fps': 7.5,
-                     'sources': ['readme-flops']}}}
+        'task': 'COCO object detection', 'metrics': ['bbox_mAP'],
+        'acmix': {'model': 'Toy-ACmix', 'table': 'Table 4', 'flops_g': 12.5,
+                  'bbox_mAP': 41.2, 'lost': ['bbox_AP50'],
+                  'sources': ['paper-table-4']},
+        'baseline': {'model': 'Toy', 'table': 'Table 4', 'params_m': 2.5,
+                     'bbox_mAP': 40.0, 'fps': 7.5,
+                     'sources': ['paper-table-4']}}}
     paper_file = tmp_path / 'paper.json'
     paper_file.write_text(json.dumps(paper))
     args = ['--configs', str(TOY_DET), '--shape', '60', '68', '--work-dirs',
@@ -79,63 +80,76 @@ def test_paper_table_counts_and_newest_logged_metrics(tmp_path, capsys):
             str(tmp_path / 'cache.json')]
     tool = load_tool('analysis/paper_table.py')
 
-    rows = tool.main(args + ['--json', str(tmp_path / 'rows.json'),
-                             '--csv', str(tmp_path / 'rows.csv')])
+    (row, ) = tool.main(args + ['--json', str(tmp_path / 'rows.json'),
+                                '--csv', str(tmp_path / 'rows.csv')])
     table = capsys.readouterr().out
     model, _ = build_model(Config.fromfile(TOY_DET))
     params = sum(p.numel() for p in model.parameters())
-    acmix, baseline = rows
-    assert round(acmix['params_m'] * 1e6) == params
-    assert acmix['input'] == '60x68' and acmix['flops_g'] > 0  # not padded
-    assert (acmix['bbox_mAP'], acmix['segm_mAP']) == (50.0, 25.0)
-    assert acmix['log'] == f'{renamed} (20250102_090000)'
-    assert (acmix['paper_bbox_mAP'], acmix['paper_flops_g']) == (41.2, 12.5)
-    assert acmix['paper_segm_mAP'] is None
-    assert (baseline['row'], baseline['paper_params_m'],
-            baseline['paper_fps']) == ('baseline', 2.5, 7.5)
-    assert json.loads((tmp_path / 'rows.json').read_text()) == rows
-    assert (tmp_path / 'rows.csv').read_text().count('\n') == 3
-    row = next(line for line in table.splitlines() if f'`{name}`' in line)
-    cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells == [f'`{name}`', 'Toy-ACmix', '60x68',
-                     f'{params / 1e6:.2f}', 'not sourced',
-                     f'{acmix["flops_g"]:.2f}', '12.5', '50.0', '41.2',
-                     '25.0', 'not sourced', '—', 'issue-3']
-    assert '| ↳ baseline | Toy | — | — | 2.5 |' in table
+    assert round(row['params_m'] * 1e6) == params
+    assert row['input'] == '60x68' and row['flops_g'] > 0  # not padded
+    assert (row['bbox_mAP'], row['bbox_AP50'], row['segm_mAP']) == (
+        50.0, 70.0, 25.0)
+    assert row['log'] == f'{renamed} (20250102_090000)'
+    assert (row['paper_acmix_bbox_mAP'], row['paper_acmix_flops_g'],
+            row['paper_acmix_bbox_AP50']) == (41.2, 12.5, 'lost')
+    assert row['delta_bbox_mAP'] == pytest.approx(8.8)
+    assert row['delta_flops_g'] == pytest.approx(row['flops_g'] - 12.5,
+                                                 abs=1e-4)
+    assert (row['paper_baseline_params_m'], row['paper_baseline_fps'],
+            row['paper_acmix_segm_mAP']) == (2.5, 7.5, None)
+    assert json.loads((tmp_path / 'rows.json').read_text()) == rows_json(
+        tool, [row])
+    assert (tmp_path / 'rows.csv').read_text().count('\n') == 2
+    cells = _cells(table, f'`{name}`')
+    assert cells[:4] == [f'`{name}`', 'Toy-ACmix / Toy', 'Table 4', '60x68']
+    assert cells[4:8] == ['2.5', '—', f'{params / 1e6:.2f}', '']
+    assert cells[8:12] == ['—', '12.5', f'{row["flops_g"]:.2f}',
+                           f'{row["flops_g"] - 12.5:+.2f}']
+    assert cells[12:16] == ['40.0', '41.2', '50.0', '+8.8']  # box AP
+    assert cells[16:20] == ['—', 'lost', '70.0', '']  # box AP50
+    assert cells[-6:] == ['—', '—', '25.0', '', '7.5', '—']  # mask AP, FPS
 
     # the counts now come from the cache, without counting
-    cached = tool.main(args + ['--no-measure'])
-    assert cached[0]['params_m'] == acmix['params_m']
-    assert cached[0]['flops_g'] == acmix['flops_g']
+    (cached, ) = tool.main(args + ['--no-measure'])
+    assert cached['params_m'] == row['params_m']
+    assert cached['flops_g'] == row['flops_g']
     capsys.readouterr()
     # no cache, no counting: said so
     tool.main(args[:-2] + ['--no-cache', '--no-measure', '--work-dirs',
                            str(tmp_path / 'none')])
-    row = next(line for line in capsys.readouterr().out.splitlines()
-               if f'`{name}`' in line)
-    assert row.count('not measured') == 2 and row.count('not run') == 2
+    cells = _cells(capsys.readouterr().out, f'`{name}`')
+    assert cells.count('not measured') == 2 and cells.count('not run') == 4
+
+
+def rows_json(tool, rows):
+    return [json.loads(json.dumps(tool.model_zoo.flat(r))) for r in rows]
 
 
 def test_paper_table_lists_every_config_and_paper_row(tmp_path, capsys):
     """Without --configs: every configs/*.py (whatever configs exist: none
-    is listed in the tool), no toy config, and every row of the paper data
-    file, each with resolvable sources."""
+    is listed in the tool), no toy config, and every entry of the paper
+    data file, each row citing its table among the sources."""
     tool = load_tool('analysis/paper_table.py')
     rows = tool.main(['--no-measure', '--no-cache', '--work-dirs',
                       str(tmp_path)])
     table = capsys.readouterr().out
     paper = json.loads((REPO_ROOT / 'configs/paper_results.json').read_text())
     configs = {p.stem for p in (REPO_ROOT / 'configs').glob('*.py')}
-    acmix_rows = {r['config'] for r in rows if r['row'] == 'acmix'}
-    assert acmix_rows == configs | set(paper['models'])
-    assert not any('toy' in name for name in acmix_rows)
+    names = {r['config'] for r in rows}
+    assert names == configs | set(paper['models'])
+    assert set(paper['models']) <= configs  # keyed by real configs
+    assert not any('toy' in name for name in names)
     for name, entry in paper['models'].items():
-        assert set(entry['metrics']) <= set(tool.METRICS)
-        for row in (entry['acmix'], entry.get('baseline', entry['acmix'])):
-            assert row['sources'] and set(row['sources']) <= set(
-                paper['sources']), name
-    assert '#### ImageNet-1K classification' in table
-    assert '#### COCO object detection' in table
+        assert set(entry['metrics']) <= set(tool.model_zoo.METRICS)
+        for row in (entry['acmix'], entry['baseline'],
+                    *entry.get('others', [])):
+            key = 'paper-' + row['table'].lower().replace(' ', '-')
+            assert row['sources'] == [key], name
+            assert key in paper['sources']
+    for heading in ('ImageNet-1K classification',
+                    'ADE20K semantic segmentation', 'COCO object detection',
+                    'ImageNet-1K classification, ablation (Table 6'):
+        assert f'#### {heading}' in table
 
 
 def test_paper_table_unknown_config_errors():

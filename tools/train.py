@@ -20,10 +20,11 @@ import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
 from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.runner import (DatasetNotFoundError, ResumeError,
-                                  add_common_args, build_runner,
-                                  check_datasets, close_distributed,
-                                  load_config, resolve_resume)
+from mmacmix.utils.runner import (DatasetNotFoundError, MissingCheckpointError,
+                                  ResumeError, add_common_args, build_runner,
+                                  check_datasets, check_init_checkpoints,
+                                  close_distributed, load_config,
+                                  resolve_resume)
 from mmacmix.utils.tool_options import add_tensorboard, enable_auto_scale_lr
 
 
@@ -75,7 +76,9 @@ def main(argv=None):
         resolve_resume(cfg, args.resume, args.resume_or_start)
         check_datasets(cfg, ['train_dataloader'] +
                        (['val_dataloader'] if cfg.get('val_cfg') else []))
-    except (ResumeError, DatasetNotFoundError, CheckpointError) as err:
+        check_init_checkpoints(cfg)  # before the runner reads any data
+    except (ResumeError, DatasetNotFoundError, MissingCheckpointError,
+            CheckpointError) as err:
         sys.exit(f'error: {err}')
     build_runner(cfg).train()
     close_distributed()

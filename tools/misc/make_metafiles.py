@@ -2,7 +2,7 @@
 and one metafile per family in ``configs/metafiles/``.
 
 Usage: python tools/misc/make_metafiles.py [--check | --reuse-counts]
-           [--work-dirs DIR] [--paper FILE]
+           [--paper FILE]
 
 Every config in ``configs/*.py`` (toy configs and ``_base_`` left out) gets
 one model entry in the metafile of its family (OpenMMLab's
@@ -10,8 +10,9 @@ Collections/Models schema):
 
 * ``Metadata``: ``Parameters`` and ``FLOPs`` (multiply-adds) are ours,
   counted as ``tools/analysis/paper_table.py`` counts them, at the paper's
-  input size (``Input Size``), with its count cache
-  (``WORK_DIRS/paper_table_cache.json``);
+  input size (``Input Size``), from the counts committed in
+  ``docs/model_zoo_counts.json`` (a new or changed model is counted and
+  added there);
 * ``Results``: the paper's numbers for the model, copied from
   ``configs/paper_results.json`` with the table they come from;
 * ``Weights``: the authors' released checkpoint where one exists, with the
@@ -26,7 +27,6 @@ only; a new or changed config needs counting).
 import argparse
 import json
 import logging
-import os.path as osp
 import sys
 from pathlib import Path
 
@@ -34,15 +34,14 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / 'tools' / 'analysis'))
 # isort: off
 import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
 from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
 from mmacmix.utils.config_complexity import DEFAULT_SHAPES  # noqa: E402
-from paper_table import (PAPER_RESULTS, CountCache, code_fingerprint,  # noqa
-                         count)
+from mmacmix.utils.model_zoo import (MODEL_ZOO_COUNTS,  # noqa: E402
+                                     PAPER_RESULTS, CountCache, count)
 # isort: on
 
 CONFIG_DIR = REPO_ROOT / 'configs'
@@ -114,8 +113,6 @@ def parse_args(argv=None):
     mode.add_argument(
         '--reuse-counts', action='store_true',
         help='count nothing: take the counts from the metafiles as they are')
-    parser.add_argument('--work-dirs', default='work_dirs',
-                        help='folder of the count cache')
     parser.add_argument('--paper', default=str(PAPER_RESULTS),
                         help="the paper's numbers (JSON)")
     return parser.parse_args(argv)
@@ -229,9 +226,7 @@ def render(args):
     if reuse:
         known = read_metafile_counts()
     else:
-        cache = CountCache(osp.join(args.work_dirs,
-                                    'paper_table_cache.json'))
-        fingerprint = code_fingerprint()
+        cache = CountCache(MODEL_ZOO_COUNTS)
     families = {key: [] for key in FAMILIES}
     for path in sorted(CONFIG_DIR.glob('*.py')):
         name = path.stem
@@ -244,7 +239,7 @@ def render(args):
         else:
             scope = cfg.get('default_scope', 'mmdet')
             counts = count(cfg, name, DEFAULT_SHAPES[scope], cache,
-                           fingerprint, True)
+                           '', True)
         families[family_of(name)].append(
             model_entry(name, cfg, paper.get(name, {}), counts))
     files = {}

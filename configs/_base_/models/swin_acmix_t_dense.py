@@ -15,3 +15,8 @@ swin_acmix_t = dict(
         prefix='backbone.'))
 # Swin-T in UperNet segmentation uses more stochastic depth
 swin_acmix_t_seg = dict(swin_acmix_t, drop_path_rate=0.3)
+# Appendix B: a linear warm-up over the first 500 iterations for COCO (mmdet
+# 3.x's Swin configs use 1000): `param_scheduler = [{{_base_.swin_det_warmup}},
+# ...]`
+swin_det_warmup = dict(
+    type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500)
