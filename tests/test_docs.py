@@ -38,11 +38,7 @@ from helpers import REPO_ROOT, tool_env
 Pattern = Union[str, re.Pattern]
 SHELL_LANGUAGES = {'bash', 'shell', 'sh'}
 # pages other branches write; links to them may dangle until they land
-PENDING_PAGES = {
-    'docs/model_zoo.md', 'docs/reproduce.md', 'docs/recipes.md',
-    'docs/checkpoints.md', 'docs/checkpoint_loading.md',
-    'docs/deployment.md', 'docs/mim.md'
-}
+PENDING_PAGES = {'docs/deployment.md'}
 README_MAX_LINES = 250
 
 
@@ -65,6 +61,14 @@ class CoveredBy:
     pattern: Pattern
     tests: Tuple[str, ...]
     why: str
+
+
+@dataclass(frozen=True)
+class PageRunBy:
+    """A page whose ``tests`` read its shell commands off the page and run
+    every one of them (as written, on toy data, or with --dry-run)."""
+    page: str
+    tests: Tuple[str, ...]
 
 
 SMALL_BENCHMARK = '--runs 1 --warmup 0 --batch 1'
@@ -159,6 +163,26 @@ COVERED_BY = [
         (DIST_TOY, ), 'the same command'),
 ]
 
+PAGES_RUN_BY = [
+    PageRunBy('docs/checkpoint_loading.md',
+              ('tests/test_checkpoint_tools.py::test_doc_commands', )),
+    PageRunBy('docs/checkpoints.md', (
+        'tests/test_checkpoints_doc.py::test_every_command_is_run_here',
+        'tests/test_checkpoints_doc.py::test_converter_commands',
+        'tests/test_checkpoints_doc.py::test_training_commands')),
+    PageRunBy('docs/mim.md', (
+        'tests/test_packaging.py::test_mim_train_test_search_from_the_wheel',
+        'tests/test_packaging.py::test_sdist_installs',
+        'tests/test_packaging.py::test_documented_tool_commands')),
+    PageRunBy('docs/reproduce.md', (
+        'tests/test_reproduce.py::test_docs_commands_are_those_the_tests_run',
+        'tests/test_reproduce.py::'
+        'test_dry_run_coco_retinanet_prints_the_four_rows',
+        'tests/test_reproduce.py::'
+        'test_dry_run_slurm_trains_the_init_checkpoints_of_earlier_rows',
+        'tests/test_reproduce.py::test_reproduce_toy_row_end_to_end')),
+]
+
 HOW_TO_COVER = """
 Every shell command in the docs must run in a test. For each command above:
 - light (seconds: --help, --dry-run, toy inputs) or made light by appended
@@ -168,6 +192,8 @@ Every shell command in the docs must run in a test. For each command above:
 - heavy: add CoveredBy(pattern, ('tests/test_x.py::test_y', ...), why) to
   COVERED_BY, naming the tests that run it or its toy stand-in (write one if
   none does);
+- a page whose own tests read and run all its commands: add it to
+  PAGES_RUN_BY with those tests;
 - a usage synopsis with placeholders, or a command no test can run (GPU
   install, Slurm): put it in a ```text block with a sentence saying why.
 A pattern is the exact command (str) or re.compile(...) matching it whole.
@@ -273,6 +299,7 @@ def test_every_documented_command_is_covered():
         f'{where}: {command}' for where, command in documented_commands()
         if not any(matches(entry.pattern, command)
                    for entry in RUN_HERE + COVERED_BY)
+        and where.split(':')[0] not in {e.page for e in PAGES_RUN_BY}
     ]
     assert not uncovered, ('documented commands that no test runs:\n' +
                            '\n'.join(uncovered) + '\n' + HOW_TO_COVER)
@@ -317,6 +344,15 @@ def test_covering_tests_exist():
                     problems.append(f'{node} does not run {needle}')
                 continue
             problem = _missing_test(node)
+            if problem:
+                problems.append(problem)
+    for entry in PAGES_RUN_BY:
+        for node in entry.tests:
+            problem = _missing_test(node)
+            source = REPO_ROOT / node.split('::')[0]
+            if problem is None and Path(entry.page).name not in (
+                    source.read_text()):
+                problem = f'{node} does not read {entry.page}'
             if problem:
                 problems.append(problem)
     assert not problems, '\n'.join(problems)
