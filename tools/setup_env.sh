@@ -28,13 +28,14 @@ pip=("$PY" -m pip install --disable-pip-version-check -q)
 # Nothing installed later may replace that torch or bring setuptools>=81.
 constraints="$VENV/constraints.txt"
 echo "torch==$("$PY" -c 'import torch; print(torch.__version__)')" > "$constraints"
-echo "setuptools<81" >> "$constraints"
+echo "setuptools>=77,<81" >> "$constraints"
 # mmcv 2.1.0 has no wheel for this torch: build it with its ops against the
 # torch above. pip caches the built wheel, so only the first build pays.
 MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
     "${pip[@]}" --no-build-isolation -c "$constraints" mmcv==2.1.0
 "${pip[@]}" -c "$constraints" -r requirements/runtime.txt \
     -r requirements/tests.txt
+"${pip[@]}" --no-deps -r requirements/mim.txt
 "${pip[@]}" --no-build-isolation --no-deps -e .
 "$PY" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmacmix" \
     || { echo "[setup_env] the environment does not import" >&2; exit 1; }
