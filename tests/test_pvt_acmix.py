@@ -543,7 +543,9 @@ def test_config_builds(path):
             [27, 33] if epochs == 36 else [8, 11])
     else:
         assert cfg.train_cfg.max_iters == 40000
-        assert cfg.optim_wrapper.optimizer.lr == 1e-4
+        # PVT's own Semantic FPN recipe (docs/recipes.md): batch 32, lr 2e-4
+        assert cfg.optim_wrapper.optimizer.lr == 2e-4
+        assert cfg.train_dataloader.batch_size == 4
         assert cfg.crop_size == (512, 512)
 
 

@@ -74,9 +74,9 @@ def main(argv=None):
         cfg.allow_partial_load = True
     try:
         resolve_resume(cfg, args.resume, args.resume_or_start)
+        check_init_checkpoints(cfg)
         check_datasets(cfg, ['train_dataloader'] +
                        (['val_dataloader'] if cfg.get('val_cfg') else []))
-        check_init_checkpoints(cfg)  # before the runner reads any data
     except (ResumeError, DatasetNotFoundError, MissingCheckpointError,
             CheckpointError) as err:
         sys.exit(f'error: {err}')
