@@ -162,16 +162,22 @@ def check_onnx(module: nn.Module,
                path: str,
                shapes: Sequence[Tuple[int, int]],
                repeat: int = 1,
+               threads: int = None,
                seed: int = 0) -> List[dict]:
     """Run the ONNX file in onnxruntime (CPU) and ``module`` in PyTorch on
     the same random ``(1, 3, H, W)`` input for every ``(H, W)`` of
     ``shapes``; returns per size the max abs difference over all outputs
     (inf if the outputs differ in number or shape, or onnxruntime fails)
-    and the median latencies (ms) of ``repeat`` runs after one warm-up."""
+    and the median latencies (ms) of ``repeat`` runs after one warm-up,
+    each library with ``threads`` CPU threads (default: its own)."""
     import onnxruntime
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        torch.set_num_threads(threads)
     try:
         session = onnxruntime.InferenceSession(
-            path, providers=['CPUExecutionProvider'])
+            path, options, providers=['CPUExecutionProvider'])
     except Exception as err:  # onnxruntime raises its own classes
         raise ExportError(f'onnxruntime cannot load {path}: '
                           f'{_first_line(err)}')
@@ -221,10 +227,12 @@ def export_and_check(module: nn.Module,
                      exporter: str = 'dynamo',
                      check_shapes: Sequence[Tuple[int, int]] = None,
                      tolerance: float = TOLERANCE,
-                     repeat: int = 1) -> dict:
+                     repeat: int = 1,
+                     threads: int = None) -> dict:
     """Export ``module`` at ``shape`` to ``path`` (:func:`export_onnx`) and
     check it (:func:`check_onnx`) at ``shape`` and, if ``dynamic``, at
-    ``check_shapes`` (default :func:`other_shapes`).
+    ``check_shapes`` (default :func:`other_shapes`), timing ``repeat``
+    runs with ``threads`` threads.
 
     Returns:
         dict: ``export_s`` (seconds), ``rows`` (see :func:`check_onnx`).
@@ -247,7 +255,7 @@ def export_and_check(module: nn.Module,
                           f'{type(err).__name__}: {_first_line(err)}')
     export_s = time.perf_counter() - start
     try:
-        rows = check_onnx(module, path, shapes, repeat)
+        rows = check_onnx(module, path, shapes, repeat, threads)
     except ExportError:
         _remove(path)
         raise

@@ -3,7 +3,7 @@
 Usage: python tools/deployment/export_onnx.py CONFIG [CHECKPOINT]
            --shape H W [--dynamic] [--out FILE] [--backbone]
            [--exporter {dynamo,torchscript}] [--check-shape H W ...]
-           [--tolerance T] [--repeat N]
+           [--tolerance T] [--repeat N] [--threads N]
 
 Exports the config's tensor forward (classifier: class scores; detector:
 the head's per-level class scores and box deltas; segmentor: the decode
@@ -51,6 +51,9 @@ def parse_args(argv=None):
                         help='max abs difference allowed')
     parser.add_argument('--repeat', type=int, default=5,
                         help='timed runs per size (median)')
+    parser.add_argument('--threads', type=int,
+                        help='CPU threads of PyTorch and onnxruntime '
+                        '(default: their own)')
     args = parser.parse_args(argv)
     shapes = [args.shape] + (args.check_shape or [])
     if any(s <= 0 for shape in shapes for s in shape):
@@ -59,6 +62,8 @@ def parse_args(argv=None):
         raise ValueError('--check-shape needs --dynamic')
     if args.repeat < 1:
         raise ValueError(f'--repeat must be at least 1, got {args.repeat}')
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f'--threads must be at least 1, got {args.threads}')
     return args
 
 
@@ -74,7 +79,7 @@ def main(argv=None) -> dict:
           f'{" with symbolic H, W" if args.dynamic else ""}')
     report = export_and_check(module, args.shape, out, args.dynamic,
                               args.exporter, args.check_shape,
-                              args.tolerance, args.repeat)
+                              args.tolerance, args.repeat, args.threads)
     print(f'wrote {out} ({args.exporter} exporter, '
           f'{report["export_s"]:.1f} s)')
     print(f'{"input":>11} {"max abs diff":>13} {"PyTorch ms":>11} '
