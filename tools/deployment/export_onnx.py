@@ -70,10 +70,10 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = args.out or osp.splitext(osp.basename(args.config))[0] + '.onnx'
-    if osp.dirname(out):
-        os.makedirs(osp.dirname(out), exist_ok=True)
     module, what = load_exportable(args.config, args.checkpoint,
                                    args.backbone)
+    if osp.dirname(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
     height, width = args.shape
     print(f'exporting: {what}, input (1, 3, {height}, {width})'
           f'{" with symbolic H, W" if args.dynamic else ""}')
