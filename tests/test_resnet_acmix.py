@@ -19,7 +19,7 @@ from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
                                                 convert_acmix_module)
 from mmacmix.utils.benchmark import tensor_memory_mib
 
-from acmix_oracle import (unfold_attention, unfold_qkv_attention,
+from acmix_oracle import (unfold_attention, unfold_window_attention,
                           use_unfold_attention)
 from helpers import REPO_ROOT, printed_metrics, run_tool
 
@@ -80,7 +80,7 @@ def test_fast_attention_matches_unfold_oracle(shape, stride):
     pe = torch.randn(1, d, height, width, **kwargs)
     rate = torch.tensor([0.7], **kwargs)  # ACmix's rate1, applied inside
     out = sliding_window_attention(qkv, pe, 7, stride, 0.3, rate)
-    ref = rate * unfold_qkv_attention(qkv, pe, 7, stride, 0.3)
+    ref = rate * unfold_window_attention(qkv, pe, 7, stride, 0.3)
     assert out.shape == ref.shape == (batch, heads, d,
                                       math.ceil(height / stride),
                                       math.ceil(width / stride))

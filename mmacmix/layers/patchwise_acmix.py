@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .acmix import ACmixConvPath, MixingRates, check_reflection_input
+from .exporting import is_exporting
 
 # elements of the unfolded windows of one piece (16 MB in float32): bounds
 # the working memory of the custom functions
@@ -83,6 +84,15 @@ def _output_size(padded: Tensor, kernel_size: int) -> tuple:
     return batch, channels, height - kernel_size + 1, width - kernel_size + 1
 
 
+def _project_piece(keys: Tensor, scale: Tensor, shift: Tensor,
+                   weight: Tensor, kernel_size: int, samples: slice,
+                   rows: slice) -> Tensor:
+    """:func:`window_projection` of a piece: ``(b, G, rows * W)``."""
+    windows = _windows(keys, samples, rows, kernel_size)
+    act = torch.addcmul(shift[:, None], windows, scale[:, None])
+    return torch.matmul(weight, act.relu_())
+
+
 class _WindowProjection(torch.autograd.Function):
     """See :func:`window_projection`. Saves only its inputs."""
 
@@ -92,9 +102,10 @@ class _WindowProjection(torch.autograd.Function):
         out = keys.new_empty(batch, weight.shape[0], height, width)
         for samples, rows in _pieces(batch, height, width, channels,
                                      kernel_size):
-            windows = _windows(keys, samples, rows, kernel_size)
-            act = torch.addcmul(shift[:, None], windows, scale[:, None])
-            _store(out, samples, rows, torch.matmul(weight, act.relu_()))
+            _store(
+                out, samples, rows,
+                _project_piece(keys, scale, shift, weight, kernel_size,
+                               samples, rows))
         ctx.save_for_backward(keys, scale, shift, weight)
         ctx.kernel_size = kernel_size
         return out
@@ -144,6 +155,13 @@ def window_projection(keys: Tensor, scale: Tensor, shift: Tensor,
     Returns:
         Tensor: ``(B, G, H, W)``.
     """
+    if is_exporting():
+        # the custom function is opaque to the exporters and its pieces fix
+        # the input size: the same computation as one piece
+        height, width = _output_size(keys, kernel_size)[2:]
+        return _project_piece(keys, scale, shift, weight, kernel_size,
+                              slice(None), slice(0, height)).unflatten(
+                                  -1, (height, width))
     return _WindowProjection.apply(keys, scale, shift, weight, kernel_size)
 
 
@@ -153,15 +171,13 @@ class _PatchwiseAggregation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, values, weight, bias, kernel_size):
         batch, channels, height, width = _output_size(values, kernel_size)
-        groups = hidden.shape[1]
         out = values.new_empty(batch, channels, height, width)
         for samples, rows in _pieces(batch, height, width, channels,
                                      kernel_size):
-            weights = _attention_weights(hidden[samples, :, rows], weight,
-                                         bias, kernel_size)
-            windows = _windows(values, samples, rows, kernel_size).unflatten(
-                1, (-1, groups, kernel_size**2))
-            _store(out, samples, rows, (windows * weights).sum(3))
+            _store(
+                out, samples, rows,
+                _aggregate_piece(hidden, values, weight, bias, kernel_size,
+                                 samples, rows))
         ctx.save_for_backward(hidden, values, weight, bias)
         ctx.kernel_size = kernel_size
         return out
@@ -197,6 +213,17 @@ class _PatchwiseAggregation(torch.autograd.Function):
         return grad_hidden, grad_values, grad_weight, grad_bias, None
 
 
+def _aggregate_piece(hidden: Tensor, values: Tensor, weight: Tensor,
+                     bias: Tensor, kernel_size: int, samples: slice,
+                     rows: slice) -> Tensor:
+    """:func:`patchwise_aggregation` of a piece: ``(b, C, rows * W)``."""
+    weights = _attention_weights(hidden[samples, :, rows], weight, bias,
+                                 kernel_size)
+    windows = _windows(values, samples, rows, kernel_size).unflatten(
+        1, (-1, hidden.shape[1], kernel_size**2))
+    return (windows * weights).sum(3).flatten(1, 2)
+
+
 def _attention_weights(hidden: Tensor, weight: Tensor, bias: Tensor,
                        kernel_size: int) -> Tensor:
     """The last layer of the weight MLP on a piece ``(b, G, ...)`` of the
@@ -225,6 +252,11 @@ def patchwise_aggregation(hidden: Tensor, values: Tensor, weight: Tensor,
     Returns:
         Tensor: ``(B, C, H, W)``.
     """
+    if is_exporting():  # as in window_projection
+        height, width = hidden.shape[-2:]
+        return _aggregate_piece(hidden, values, weight, bias, kernel_size,
+                                slice(None), slice(0, height)).unflatten(
+                                    -1, (height, width))
     return _PatchwiseAggregation.apply(hidden, values, weight, bias,
                                        kernel_size)
 

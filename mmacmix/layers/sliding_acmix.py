@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .acmix import (ACmixConvPath, MixingRates, check_reflection_input,
                     d_major_order)
+from .exporting import is_exporting
 from .recompute import recompute_in_backward
 
 
@@ -69,17 +70,36 @@ def _window_mask(block: int, stride: int, kernel_size: int,
 _cached_window_mask = functools.lru_cache(maxsize=32)(_window_mask)
 
 
-@functools.lru_cache(maxsize=64)
 def coordinate_grid(height: int, width: int, device: torch.device,
                     dtype: torch.dtype) -> Tensor:
     """``(1, 2, H, W)`` grid of pixel coordinates in [-1, 1], x (along the
-    width) first, then y: the input of the positional encoding. Cached."""
+    width) first, then y: the input of the positional encoding. Cached per
+    size, except while exporting, where the sizes may be symbolic."""
+    if is_exporting():
+        # linspace would fix its number of steps: the same values (up to
+        # round-off) from a range, which exporters trace for any size
+        xs, ys = (torch.arange(n, device=device, dtype=dtype) *
+                  (2 / (n - 1)) - 1 for n in (width, height))
+        return _stack_grid(xs, ys)
+    return _cached_coordinate_grid(height, width, device, dtype)
+
+
+def _coordinate_grid(height: int, width: int, device: torch.device,
+                     dtype: torch.dtype) -> Tensor:
     with torch.inference_mode(False):
         xs = torch.linspace(-1, 1, width, device=device, dtype=dtype)
         ys = torch.linspace(-1, 1, height, device=device, dtype=dtype)
-        return torch.stack([
-            xs[None].expand(height, width), ys[:, None].expand(height, width)
-        ])[None]
+        return _stack_grid(xs, ys)
+
+
+def _stack_grid(xs: Tensor, ys: Tensor) -> Tensor:
+    height, width = ys.shape[0], xs.shape[0]
+    return torch.stack([
+        xs[None].expand(height, width), ys[:, None].expand(height, width)
+    ])[None]
+
+
+_cached_coordinate_grid = functools.lru_cache(maxsize=64)(_coordinate_grid)
 
 
 class _Geometry:
@@ -344,8 +364,69 @@ def sliding_window_attention(qkv: Tensor,
                          f'{tuple(qkv.shape)}')
     if rate is not None:
         rate = rate.to(qkv.dtype)
+    if is_exporting():
+        # the custom function is opaque to the exporters and its blocks
+        # fix the input size: the plain-op formulation instead
+        out = unfold_window_attention(qkv, pe, kernel_size, stride, scale)
+        return out if rate is None else rate * out
     return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale,
                                          rate)
+
+
+def unfold_attention(q: Tensor,
+                     k: Tensor,
+                     v: Tensor,
+                     pe: Tensor,
+                     kernel_size: int = 7,
+                     stride: int = 1,
+                     scale: float = 1.) -> Tensor:
+    """The attention of :func:`sliding_window_attention` as the official
+    code computes it, with ``nn.Unfold`` (which copies every key, value and
+    encoding ``kernel_size**2`` times) and the logit
+    ``scale * q_i . (k_j + pe_i - pe_j)`` (``pe_i`` included).
+
+    Plain ops only: the layers use it while exporting, where exporters
+    trace it for any input size, and the tests as the oracle of the blocked
+    computation.
+
+    Args:
+        q, k, v (Tensor): ``(N, d, H, W)`` queries, keys and values.
+        pe (Tensor): ``(1, d, H, W)`` positional encoding.
+        kernel_size, stride, scale: As for :func:`sliding_window_attention`.
+
+    Returns:
+        Tensor: ``(N, d, Ho, Wo)``.
+    """
+    d = q.shape[1]
+    pad = kernel_size // 2
+    q = q[:, :, ::stride, ::stride] * scale
+    pe_q = pe[:, :, ::stride, ::stride]
+    out_h, out_w = q.shape[-2:]  # symbolic while exporting
+
+    def windows(x):  # (n, d, H, W) -> (n, d, kernel_size**2, Ho, Wo)
+        x = F.pad(x, [pad] * 4, mode='reflect')
+        x = F.unfold(x, kernel_size, stride=stride)
+        return x.view(x.shape[0], d, kernel_size**2, out_h, out_w)
+
+    logits = (q.unsqueeze(2) *
+              (windows(k) + pe_q.unsqueeze(2) - windows(pe))).sum(1)
+    weights = logits.softmax(1)
+    return (weights.unsqueeze(1) * windows(v)).sum(2)
+
+
+def unfold_window_attention(qkv: Tensor,
+                            pe: Tensor,
+                            kernel_size: int = 7,
+                            stride: int = 1,
+                            scale: float = 1.) -> Tensor:
+    """:func:`unfold_attention` with the contract of
+    :func:`sliding_window_attention` (without ``rate``):
+    ``(B, 3 * heads, d, H, W)`` projections to ``(B, heads, d, Ho, Wo)``."""
+    batch, heads = qkv.shape[0], qkv.shape[1] // 3
+    # (B * heads, d, H, W) each, as the official code views them
+    q, k, v = (t.flatten(0, 1) for t in qkv.chunk(3, 1))
+    out = unfold_attention(q, k, v, pe, kernel_size, stride, scale)
+    return out.unflatten(0, (batch, heads))
 
 
 def _unmarked(tensor: Tensor) -> Tensor:
@@ -477,4 +558,7 @@ class SlidingACmix(nn.Module):
                 f'kernel_att={self.kernel_att}, stride={self.stride}')
 
 
-__all__ = ['SlidingACmix', 'sliding_window_attention', 'coordinate_grid']
+__all__ = [
+    'SlidingACmix', 'sliding_window_attention', 'coordinate_grid',
+    'unfold_attention', 'unfold_window_attention'
+]

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .acmix import ACmixConvPath, MixingRates
+from .exporting import is_exporting
 
 
 def upsample_to_patches(kv: Tensor, ratio: int, height: int,
@@ -22,7 +23,8 @@ def upsample_to_patches(kv: Tensor, ratio: int, height: int,
     up = kv[:, :, None, :, None].expand(batch, rows, ratio, cols, ratio,
                                         channels)
     up = up.reshape(batch, rows * ratio, cols * ratio, channels)
-    if (rows * ratio, cols * ratio) != (height, width):
+    # while exporting the sizes may be symbolic: pad (maybe by nothing)
+    if is_exporting() or (rows * ratio, cols * ratio) != (height, width):
         up = F.pad(
             up.permute(0, 3, 1, 2),
             (0, width - cols * ratio, 0, height - rows * ratio),

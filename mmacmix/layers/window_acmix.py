@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .acmix import ACmixConvPath, MixingRates, d_major_order
+from .exporting import is_exporting
 
 # the additive mask value of the official Swin code (and of mmdet's Swin)
 _MASKED = -100.0
@@ -24,30 +25,69 @@ def relative_position_index(window_size: int) -> Tensor:
     return relative[0] * (2 * window_size - 1) + relative[1]
 
 
-@functools.lru_cache(maxsize=64)
 def shifted_window_mask(height: int, width: int, window_size: int,
                         shift_size: int, device: torch.device) -> Tensor:
     """Additive mask ``(num_windows, N, N)`` that keeps the windows of a map
     cyclically shifted by ``shift_size`` from attending across the seams.
 
     ``height`` and ``width`` are those of the window-padded map. Cached per
-    size, so a forward pass creates no mask.
+    size, so a forward pass creates no mask; while exporting, the sizes may
+    be symbolic and ``shift_size`` a tensor: computed, not cached.
     """
+    if is_exporting():
+        return _shifted_window_mask(height, width, window_size, shift_size,
+                                    device)
     # created outside inference mode so that a mask first built during
     # inference can still be used in training
     with torch.inference_mode(False):
-        region = torch.zeros(height, width, device=device)
-        slices = (slice(0, -window_size), slice(-window_size, -shift_size),
-                  slice(-shift_size, None))
-        for i, rows in enumerate(slices):
-            for j, cols in enumerate(slices):
-                region[rows, cols] = i * 3 + j
-        region = region.view(height // window_size, window_size,
-                             width // window_size, window_size)
-        region = region.transpose(1, 2).reshape(-1, window_size**2)
-        differs = region[:, :, None] != region[:, None, :]
-        return torch.zeros(differs.shape, device=device).masked_fill(
-            differs, _MASKED)
+        return _cached_shifted_window_mask(height, width, window_size,
+                                           shift_size, device)
+
+
+def _shifted_window_mask(height: int, width: int, window_size: int,
+                         shift_size: int, device: torch.device) -> Tensor:
+    ws = window_size
+    cols = width // ws
+    # the pixel of every window and position in it, from 1-d ranges (no
+    # view: the sizes may be symbolic while exporting)
+    windows = torch.arange(height // ws * cols, device=device)[:, None]
+    position = torch.arange(ws * ws, device=device)
+
+    def regions(index, size):
+        # 0 before the last window, 1 in it before the shifted-in part, 2 in
+        # that part
+        return ((index >= size - ws).long() +
+                (index >= size - shift_size).long())
+
+    # (no remainder by the symbolic cols: the dynamo exporter cannot take it)
+    row = torch.div(windows, cols, rounding_mode='floor')
+    region = (regions(row * ws + position // ws, height) * 3 +
+              regions((windows - row * cols) * ws + position % ws, width))
+    differs = region[:, :, None] != region[:, None, :]
+    return torch.zeros(differs.shape, device=device).masked_fill(
+        differs, _MASKED)
+
+
+_cached_shifted_window_mask = functools.lru_cache(maxsize=64)(
+    _shifted_window_mask)
+
+
+def _gather_rolled(x: Tensor, shift, sizes: tuple, periods: tuple) -> Tensor:
+    """``x[:, (i + shift) % period]`` for ``i < size`` along dims 1 and 2
+    (one ``(size, period)`` pair each): ``torch.roll(x, -shift)`` over
+    ``period`` pixels, cropped to ``size``, as gathers, which exporters
+    trace for symbolic sizes and a tensor ``shift``, and whose outputs are
+    contiguous (a crop's strides would make the exported graph check the
+    padding)."""
+    for dim, (size, period) in enumerate(zip(sizes, periods), 1):
+        index = torch.arange(size, device=x.device) + shift
+        # into [0, period) (|shift| < period); comparisons rather than a
+        # remainder, which the dynamo exporter cannot take by a symbolic
+        # period
+        index = index + ((index < 0).long() -
+                         (index >= period).long()) * period
+        x = x.index_select(dim, index)
+    return x
 
 
 class WindowACmix(nn.Module):
@@ -124,6 +164,8 @@ class WindowACmix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, H, W, C)`` to ``(B, H, W, C)``."""
+        if is_exporting():
+            return self._export_forward(x)
         batch, height, width, _ = x.shape
         ws = self.window_size
         # shifting a map that fits in one window would only cut that window
@@ -146,11 +188,12 @@ class WindowACmix(nn.Module):
             qkv = torch.roll(qkv, (-shift, -shift), (1, 2))
             conv_in = torch.roll(conv_in, (-shift, -shift), (1, 2))
 
-        attention = self.proj(self._window_attention(qkv, shift))
-        conv = self.conv(
-            conv_in.view(batch, height, width, self.head_dims,
-                         3 * self.num_heads).permute(0, 4, 3, 1, 2))
-        conv = conv.permute(0, 2, 3, 1)  # (B, H, W, C)
+        mask = None
+        if shift:
+            mask = shifted_window_mask(padded_h, padded_w, ws, shift,
+                                       qkv.device)
+        attention = self.proj(self._window_attention(qkv, mask))
+        conv = self._conv_path(conv_in)
         if not padded:
             out = self.rates(attention, conv)
             return torch.roll(out, (shift, shift), (1, 2)) if shift else out
@@ -159,16 +202,54 @@ class WindowACmix(nn.Module):
             conv = torch.roll(conv, (shift, shift), (1, 2))
         return self.rates(attention[:, :height, :width], conv)
 
+    def _export_forward(self, x: Tensor) -> Tensor:
+        """:meth:`forward` while exporting. The sizes may be symbolic, so
+        nothing branches on them: every map takes the padded path (padding
+        by zero where none is needed), and the shift is a tensor (zero
+        where the map fits in one window); rolls and crops are gathers and
+        the mask is computed."""
+        height, width = x.shape[1:3]
+        ws = self.window_size
+        # multiples of ws by construction, which symbolic views rely on
+        padded = padded_h, padded_w = ((height + ws - 1) // ws * ws,
+                                       (width + ws - 1) // ws * ws)
+        qkv = self._project(
+            F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height)))
+        real = (height, width)
+        shift, mask = 0, None
+        if self.shift_size:
+            last_h = torch.arange(padded_h, device=x.device)[-1]
+            last_w = torch.arange(padded_w, device=x.device)[-1]
+            shift = ((last_h >= ws) | (last_w >= ws)).long() * self.shift_size
+            mask = shifted_window_mask(padded_h, padded_w, ws, shift,
+                                       x.device)
+        # as in forward: the attention's windows shift over the padded map,
+        # the convolution path over the real pixels
+        conv = self._conv_path(_gather_rolled(qkv, shift, real, real))
+        attention = self._window_attention(
+            _gather_rolled(qkv, shift, padded, padded), mask)
+        attention = _gather_rolled(self.proj(attention), -shift, real, padded)
+        return self.rates(attention, _gather_rolled(conv, -shift, real, real))
+
+    def _conv_path(self, qkv: Tensor) -> Tensor:
+        """The convolution path on the projections ``(B, H, W, 3C)``
+        (d-major channels), ``(B, H, W, C)``."""
+        conv = self.conv(
+            qkv.unflatten(-1, (self.head_dims, 3 * self.num_heads)).permute(
+                0, 4, 3, 1, 2))
+        return conv.permute(0, 2, 3, 1)
+
     def _project(self, x: Tensor) -> Tensor:
         """Stage I: ``qkv`` ``(B, Hp, Wp, 3C)`` in d-major order."""
         order = self.d_major
         bias = None if self.qkv.bias is None else self.qkv.bias[order]
         return F.linear(x, self.qkv.weight[order], bias)
 
-    def _window_attention(self, qkv: Tensor, shift: int) -> Tensor:
+    def _window_attention(self, qkv: Tensor, mask: Tensor = None) -> Tensor:
         """Multi-head self-attention within the windows of ``qkv`` (d-major
-        channels) shifted by ``shift``, ``(B, Hp, Wp, 3C)`` to
-        ``(B, Hp, Wp, C)`` (before ``proj``)."""
+        channels), ``(B, Hp, Wp, 3C)`` to ``(B, Hp, Wp, C)`` (before
+        ``proj``), with the additive ``mask`` of shifted windows
+        (:func:`shifted_window_mask`) if given."""
         batch, height, width, _ = qkv.shape
         ws, heads, head_dims = self.window_size, self.num_heads, self.head_dims
         rows, cols = height // ws, width // ws
@@ -187,10 +268,8 @@ class WindowACmix(nn.Module):
                                                heads).permute(2, 0, 1)
         logits = logits.view(batch, rows * cols, heads, ws * ws,
                              ws * ws) + bias.to(logits.dtype)
-        if shift:
-            window_mask = shifted_window_mask(height, width, ws, shift,
-                                              qkv.device)
-            logits = logits + window_mask[:, None].to(logits.dtype)
+        if mask is not None:
+            logits = logits + mask[:, None].to(logits.dtype)
         weights = logits.softmax(-1).flatten(0, 1)
         if self.training and self.attn_drop > 0:
             weights = F.dropout(weights, self.attn_drop)

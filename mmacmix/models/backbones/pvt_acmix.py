@@ -10,6 +10,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from mmacmix.layers.exporting import is_exporting
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 
 from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
@@ -123,7 +124,9 @@ class PVTACmixStage(BaseModule):
         """Map an NCHW input to ``(B, H, W, C)`` tokens."""
         x = self.patch_embed(x)
         pos = self.pos_embed
-        if pos.shape[2:] != x.shape[1:3]:
+        # while exporting the sizes may be symbolic: resize (maybe to the
+        # same size, which is exact)
+        if is_exporting() or pos.shape[2:] != x.shape[1:3]:
             pos = F.interpolate(
                 pos, size=x.shape[1:3], mode='bilinear', align_corners=False)
         x = self.drop_after_pos(x + pos.permute(0, 2, 3, 1))
