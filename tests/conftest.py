@@ -12,6 +12,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: long end-to-end runs, excluded by default (-m slow)')
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA device (skipped without one); '
+        '-m cuda selects them, tools/analysis/device_check.sh runs them')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave the ``slow`` tests out unless ``-m`` selects tests."""
+    if config.option.markexpr:
+        return
+    skip = pytest.mark.skip(reason='slow: run with -m slow')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)
 
 
 def _reference_candidates():
