@@ -265,10 +265,13 @@ def _relative_error(got, expected):
 @pytest.mark.parametrize('name', SMALL_BACKBONES)
 def test_backbone_forward_backward(name):
     """Outputs, all parameter gradients and the norms' running statistics
-    of a training step on CUDA: float64 equal to the CPU's; float32 within
-    float32 round-off (relative error of the whole output or gradient
-    vector, as the batch statistics of small late maps amplify round-off
-    through the depth)."""
+    of a training step on CUDA: float64 equal to the CPU's. float32: the
+    relative error of each output and of the whole gradient vector, held
+    far above round-off but far below any real difference (the batch
+    statistics of small late maps amplify round-off through the depth:
+    bf16's, at 1-2 units per layer, came out 10-100x larger at the last
+    outputs and 100-300x on the gradients; cuDNN may also pick Winograd or
+    FFT convolutions, a little less exact than the CPU's)."""
     model, shape = small_backbone(name)
     x = torch.randn(shape)
     cpu = _backbone_step(model, x, 'cpu', torch.float64)
@@ -279,8 +282,8 @@ def test_backbone_forward_backward(name):
     cpu = _backbone_step(model, x, 'cpu', torch.float32)
     cuda = _backbone_step(model, x, CUDA, torch.float32)
     for got, expected in zip(cuda[0], cpu[0]):
-        assert _relative_error(got, expected) < 1e-4
-    assert _relative_error(cuda[1], cpu[1]) < 1e-3
+        assert _relative_error(got, expected) < 1e-3
+    assert _relative_error(cuda[1], cpu[1]) < 1e-2
 
 
 # ---------------------------------------------------------------------------
@@ -297,6 +300,9 @@ def amp_train_steps(config: Path, dtype: str, work_dir: Path,
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     cfg.optim_wrapper.dtype = dtype
+    # one logger and visualizer per run, even when two start in the same
+    # second (their default names are the config's and the time's)
+    cfg.experiment_name = f'{config.stem}_{dtype}_{work_dir.name}'
     runner = build_runner(cfg)
     model = runner.model
     optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of the project in one short run (about 5 minutes on one
-# H200; the budget is 8):
+# The GPU checks of the project in one short run (expected to take about 5
+# minutes on one H200, not run yet; the budget is 8):
 #   1. the test suite's CUDA cases (tests/test_cuda.py, marker `cuda`): every
 #      custom autograd function on CUDA against its CPU result and the
 #      float64 oracle, each backbone's forward/backward against the CPU's,
