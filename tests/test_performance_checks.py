@@ -81,6 +81,14 @@ def test_device_check_without_cuda_skips_the_cuda_parts(tmp_path):
     assert not (out / 'benchmark.md').exists()
 
 
+def test_device_check_bad_arguments(tmp_path):
+    proc = run_tool(['analysis/device_check.sh', 'a', 'b'], cwd=tmp_path,
+                    check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        'error: usage: bash tools/analysis/device_check.sh [OUT_DIR]']
+
+
 def test_benchmark_commands_on_a_toy_backbone(tmp_path):
     """The fp32 and bf16 commands write their JSON; the --compile one
     measures every entry eager then compiled, with the speed-up of

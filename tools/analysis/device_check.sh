@@ -32,6 +32,10 @@
 # more). Without CUDA every CUDA part is skipped (the CUDA tests report as
 # skipped) and it exits 0; with CUDA it exits 1 if any check failed.
 set -uo pipefail
+if [ $# -gt 1 ]; then
+    echo "error: usage: bash tools/analysis/device_check.sh [OUT_DIR]" >&2
+    exit 2
+fi
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 OUT_DIR=${1:-${OUT:-work_dirs/device_check}}
