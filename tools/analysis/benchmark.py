@@ -5,7 +5,7 @@ Usage:
     python tools/analysis/benchmark.py ENTRY [ENTRY ...] [--mode both]
         [--batch 8] [--shape 224 224] [--dtype fp32|bf16|fp16]
         [--device cpu|cuda] [--runs 5] [--warmup 2] [--threads N]
-        [--compile [BACKEND]] [--no-memory] [--json OUT]
+        [--compile [BACKEND]] [--no-memory] [--json OUT] [--markdown MD]
 
 ENTRY is ``CONFIG`` (the whole model, e.g. a detector with its
 post-processing) or ``CONFIG:backbone`` (its backbone alone); CONFIG is a
@@ -18,16 +18,18 @@ Swin-T at 224², batch 8::
 
 ``--compile`` measures every entry twice, eager and wrapped in
 ``torch.compile`` (backend ``inductor`` unless named, e.g. ``--compile
-aot_eager``), the compiled ones after the eager ones: the ratio of an
-entry's compiled row to its eager row is the speed-up of compiling (one
-entry is then enough). The first warm-up step of each mode compiles.
+aot_eager``), the compiled ones after the eager ones; each compiled row
+gives its speed-up over the entry's eager row (``compile_speedup``, eager
+median / compiled median; one entry is then enough). The first warm-up step
+of each mode compiles.
 
 Times: warm-up steps, then ``--runs`` steps of every entry alternated run by
 run in one process (so load from elsewhere falls on all alike); median,
 min-max and images/s, and the ratio of every median to the first entry's.
 Peak memory: on CUDA the max allocated of each entry's steps; on CPU the
 peak RSS of a fresh process per entry (and its rise over the RSS before the
-first step). See :mod:`mmacmix.utils.benchmark` for what a step is.
+first step). ``--json`` writes all of it, ``--markdown`` appends it to a file
+as a table. See :mod:`mmacmix.utils.benchmark` for what a step is.
 """
 import argparse
 import json
