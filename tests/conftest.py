@@ -11,17 +11,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     config.addinivalue_line(
-        'markers', 'slow: long end-to-end runs, excluded by default (-m slow)')
-
-
-def pytest_collection_modifyitems(config, items):
-    """Leave the slow tests out unless a -m expression asks for them."""
-    if config.getoption('markexpr'):
-        return
-    slow = [item for item in items if item.get_closest_marker('slow')]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item not in slow]
+        'markers', 'slow: long end-to-end runs, left out by default (the '
+        "addopts of pyproject.toml); -m slow runs them")
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA device (skipped without one); '
+        '-m cuda selects them, tools/analysis/device_check.sh runs them')
 
 
 def _reference_candidates():

@@ -101,3 +101,40 @@ def serve_folder(folder, max_requests=10):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# small archs of the four backbone families and an input size each: the
+# smallest the architecture allows (ResNet-ACmix and SAN-ACmix need maps of
+# more than 3 pixels at their last stage, for the reflection padding)
+SMALL_BACKBONES = ('swin', 'pvt', 'resnet', 'san')
+
+
+def small_backbone(name):
+    """``(model, input shape)`` of a small backbone of family ``name`` (one
+    of :data:`SMALL_BACKBONES`), every stage an output, no random drop
+    path (comparisons across devices, precisions and compilers)."""
+    import torch
+
+    from mmacmix.models.backbones.pvt_acmix import PVTACmix
+    from mmacmix.models.backbones.resnet_acmix import ResNetACmix
+    from mmacmix.models.backbones.san_acmix import SANACmix
+    from mmacmix.models.backbones.swin_acmix import SwinACmix
+    torch.manual_seed(0)
+    if name == 'swin':
+        return SwinACmix(
+            dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
+            drop_path_rate=0., out_indices=(0, 1, 2, 3)), (2, 3, 64, 64)
+    if name == 'pvt':
+        return PVTACmix(
+            dict(embed_dims=[16, 32, 40, 64], depths=[1, 1, 1, 1],
+                 num_heads=[1, 2, 5, 8], sr_ratios=[8, 4, 2, 1],
+                 mlp_ratios=[2, 2, 2, 2]),
+            drop_path_rate=0., out_indices=(0, 1, 2, 3)), (2, 3, 64, 64)
+    if name == 'resnet':
+        return ResNetACmix(26, stem_channels=8, base_channels=4,
+                           out_indices=(0, 1, 2, 3)), (2, 3, 128, 128)
+    if name == 'san':
+        return SANACmix(10, stem_channels=8,
+                        stage_channels=(32, 32, 64, 64, 96),
+                        out_indices=(0, 1, 2, 3, 4)), (2, 3, 128, 128)
+    raise ValueError(f'no small backbone {name!r}')

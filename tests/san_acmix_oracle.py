@@ -1,5 +1,6 @@
 """The plain ``nn.Unfold`` formulation of SAN's patchwise attention (SAN's
-own code), kept only as the oracle of the SAN-ACmix tests and benchmark.
+own code), kept only as the oracle of the SAN-ACmix tests and benchmark,
+and the gradient check of its two custom autograd functions.
 
 It unfolds the keys and the values of the whole batch (``k*k`` copies of
 each) and runs SAN's weight MLP as ordinary modules.
@@ -7,7 +8,9 @@ each) and runs SAN's weight MLP as ordinary modules.
 import torch
 import torch.nn.functional as F
 
-from mmacmix.layers.patchwise_acmix import PatchwiseACmix
+from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
+                                            patchwise_aggregation,
+                                            window_projection)
 
 
 def unfold_patchwise_attention(module, q, k, v):
@@ -43,3 +46,21 @@ def use_unfold_attention(model):
         if type(module) is PatchwiseACmix:
             module.__class__ = UnfoldPatchwiseACmix
     return model
+
+
+def gradcheck_patchwise_functions(device='cpu'):
+    """``gradcheck`` of :func:`window_projection` and
+    :func:`patchwise_aggregation` on small float64 inputs on ``device``."""
+    torch.manual_seed(0)
+    kwargs = dict(dtype=torch.float64, device=device, requires_grad=True)
+    keys = torch.randn(2, 2, 5, 6, **kwargs)  # 3x4 outputs, k = 3
+    scale, shift = torch.randn(18, **kwargs), torch.randn(18, **kwargs)
+    weight = torch.randn(3, 18, **kwargs)
+    assert torch.autograd.gradcheck(
+        lambda *t: window_projection(*t, 3), (keys, scale, shift, weight))
+    hidden = torch.randn(2, 2, 3, 4, **kwargs)
+    values = torch.randn(2, 4, 5, 6, **kwargs)
+    weight, bias = torch.randn(18, 2, **kwargs), torch.randn(18, **kwargs)
+    assert torch.autograd.gradcheck(
+        lambda *t: patchwise_aggregation(*t, 3),
+        (hidden, values, weight, bias))

@@ -48,6 +48,11 @@ def test_bad_input(tmp_path):
                      '--no-memory'], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "no config file 'no/such/config.py'" in proc.stderr
+    proc = run_tool(['analysis/benchmark.py', SWIN, '--compile', 'nope'],
+                    cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "unknown torch.compile backend 'nope'" in proc.stderr
+    assert 'inductor' in proc.stderr  # the backends it knows
 
 
 def test_tensor_memory_counts_live_tensors():

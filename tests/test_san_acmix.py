@@ -11,15 +11,14 @@ from mmengine.config import Config
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
 from mmacmix.layers import patchwise_acmix
-from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
-                                            patchwise_aggregation,
-                                            window_projection)
+from mmacmix.layers.patchwise_acmix import PatchwiseACmix
 from mmacmix.models.backbones.san_acmix import SANACmix
 from mmacmix.utils.complexity import complexity
 from mmacmix.utils.config_complexity import measure
 
 from helpers import REPO_ROOT, printed_metrics, run_tool
-from san_acmix_oracle import unfold_patchwise_attention, use_unfold_attention
+from san_acmix_oracle import (gradcheck_patchwise_functions,
+                              unfold_patchwise_attention, use_unfold_attention)
 
 CONFIGS = REPO_ROOT / 'configs'
 # the paper's SAN-ACmix (params, FLOPs) at 224x224, and SAN's code's
@@ -99,19 +98,7 @@ def test_pieces_cover_every_output_row_once(monkeypatch):
 def test_functions_gradcheck(monkeypatch):
     """Both custom functions, one row per piece."""
     monkeypatch.setattr(patchwise_acmix, '_PIECE_ELEMENTS', 1)
-    torch.manual_seed(0)
-    kwargs = dict(dtype=torch.float64, requires_grad=True)
-    keys = torch.randn(2, 2, 5, 6, **kwargs)  # 3x4 outputs, k = 3
-    scale, shift = torch.randn(18, **kwargs), torch.randn(18, **kwargs)
-    weight = torch.randn(3, 18, **kwargs)
-    assert torch.autograd.gradcheck(
-        lambda *t: window_projection(*t, 3), (keys, scale, shift, weight))
-    hidden = torch.randn(2, 2, 3, 4, **kwargs)
-    values = torch.randn(2, 4, 5, 6, **kwargs)
-    weight, bias = torch.randn(18, 2, **kwargs), torch.randn(18, **kwargs)
-    assert torch.autograd.gradcheck(
-        lambda *t: patchwise_aggregation(*t, 3),
-        (hidden, values, weight, bias))
+    gradcheck_patchwise_functions('cpu')
 
 
 def _saved_numels(module, x):

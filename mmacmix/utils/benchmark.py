@@ -16,12 +16,17 @@ entries compare the cost of their architectures on the same inputs.
   masks, a segmentation map or a label), the model's ``parse_losses``,
   backward and an SGD step; for a backbone alone, the mean of its outputs as
   the loss.
+
+With ``compile`` set, the model (or backbone) is wrapped in
+``torch.compile`` with that backend: a step then runs the compiled forward
+pass (and the backward pass AOT autograd made for it); the first step of
+each mode compiles, so warm-up steps leave it out of the times.
 """
 import resource
 import statistics
 import time
 from contextlib import nullcontext
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -154,11 +159,14 @@ class Entry:
         device (str): ``'cpu'`` or ``'cuda'``.
         dtype (str): ``'fp32'``, or ``'bf16'`` / ``'fp16'`` autocast.
         cfg_options (dict, optional): Overrides for the config.
+        compile (str, optional): ``torch.compile`` backend (``'inductor'``,
+            ``'aot_eager'``, ...) to wrap the model in. Defaults to None
+            (eager).
     """
 
     def __init__(self, spec: str, batch: int, shape: Sequence[int],
                  device: str = 'cpu', dtype: str = 'fp32',
-                 cfg_options: dict = None):
+                 cfg_options: dict = None, compile: Optional[str] = None):
         from .config_complexity import build_model, read_config
         config, _, part = spec.rpartition(':')
         if part != 'backbone':
@@ -173,6 +181,10 @@ class Entry:
             model = model.backbone
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        # the module itself is what the steps call: its data preprocessor
+        # and parse_losses stay those of the eager model
+        self.forward = (self.model if compile is None else torch.compile(
+            self.model, backend=compile))
         self.autocast_dtype = DTYPES[dtype]
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=1e-4, momentum=0.9)
@@ -205,9 +217,9 @@ class Entry:
         inputs, samples = self.batches[False]
         with torch.no_grad(), self._autocast():
             if self.part == 'backbone':
-                self.model(inputs)
+                self.forward(inputs)
             else:
-                self.model(inputs, samples, mode='predict')
+                self.forward(inputs, samples, mode='predict')
 
     def train_step(self) -> float:
         self.model.train()
@@ -215,10 +227,10 @@ class Entry:
         inputs, samples = self.batches[True]
         with self._autocast():
             if self.part == 'backbone':
-                outs = self.model(inputs)
+                outs = self.forward(inputs)
                 loss = sum(out.float().mean() for out in outs)
             else:
-                losses = self.model(inputs, samples, mode='loss')
+                losses = self.forward(inputs, samples, mode='loss')
                 loss, _ = self.model.parse_losses(losses)
         loss.backward()
         self.optimizer.step()
@@ -265,3 +277,32 @@ def alternated_times(entries: List[Entry], mode: str, runs: int,
             parts.append(f'{elapsed * 1e3:.0f} ms')
         log(f'  {mode} {tag}: ' + ', '.join(parts))
     return times
+
+
+def markdown_table(result: dict) -> str:
+    """A Markdown table of ``tools/analysis/benchmark.py``'s ``result``
+    (its JSON): one row per entry and mode, with a heading line saying
+    what was measured."""
+    unit = 'max allocated' if result['device'] == 'cuda' else 'peak RSS'
+    height, width = result['shape']
+    lines = [
+        f"{result['device_name']} ({result['device']}), batch "
+        f"{result['batch']}, {height}x{width}, {result['dtype']}, torch "
+        f"{result['torch']}, {result['warmup']} warm-up + {result['runs']} "
+        'runs', '',
+        f'| entry | mode | median ms (min-max) | images/s | ratio | '
+        f'{unit} MiB |', '|---|---|---|---|---|---|'
+    ]
+    for mode, rows in result['results'].items():
+        for row in rows:
+            entry = f"`{row['entry']}`"
+            if row.get('compile'):
+                entry += (f" compiled ({row['compile']}, "
+                          f"{row['compile_speedup']:.2f}x eager speed)")
+            memory = row.get('memory')
+            lines.append(
+                f"| {entry} | {mode} | {row['median_s'] * 1e3:.1f} "
+                f"({row['min_s'] * 1e3:.1f}-{row['max_s'] * 1e3:.1f}) | "
+                f"{row['images_per_s']:.2f} | {row['ratio']:.3f} | "
+                + (f"{memory['peak_mib']:.0f}" if memory else '-') + ' |')
+    return '\n'.join(lines) + '\n\n'

@@ -5,7 +5,7 @@ Usage:
     python tools/analysis/benchmark.py ENTRY [ENTRY ...] [--mode both]
         [--batch 8] [--shape 224 224] [--dtype fp32|bf16|fp16]
         [--device cpu|cuda] [--runs 5] [--warmup 2] [--threads N]
-        [--no-memory] [--json OUT]
+        [--compile [BACKEND]] [--no-memory] [--json OUT] [--markdown MD]
 
 ENTRY is ``CONFIG`` (the whole model, e.g. a detector with its
 post-processing) or ``CONFIG:backbone`` (its backbone alone); CONFIG is a
@@ -16,12 +16,20 @@ Swin-T at 224², batch 8::
         configs/mask_rcnn_swin_acmix_t_1x_coco.py:backbone \\
         mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:backbone
 
+``--compile`` measures every entry twice, eager and wrapped in
+``torch.compile`` (backend ``inductor`` unless named, e.g. ``--compile
+aot_eager``), the compiled ones after the eager ones; each compiled row
+gives its speed-up over the entry's eager row (``compile_speedup``, eager
+median / compiled median; one entry is then enough). The first warm-up step
+of each mode compiles.
+
 Times: warm-up steps, then ``--runs`` steps of every entry alternated run by
 run in one process (so load from elsewhere falls on all alike); median,
 min-max and images/s, and the ratio of every median to the first entry's.
 Peak memory: on CUDA the max allocated of each entry's steps; on CPU the
 peak RSS of a fresh process per entry (and its rise over the RSS before the
-first step). See :mod:`mmacmix.utils.benchmark` for what a step is.
+first step). ``--json`` writes all of it, ``--markdown`` appends it to a file
+as a table. See :mod:`mmacmix.utils.benchmark` for what a step is.
 """
 import argparse
 import json
@@ -37,7 +45,8 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmacmix.utils.benchmark import (DTYPES, Entry,  # noqa: E402
-                                     alternated_times, memory_of, summary)
+                                     alternated_times, markdown_table,
+                                     memory_of, summary)
 from mmacmix.utils.config_complexity import BAD_INPUT  # noqa: E402
 # isort: on
 
@@ -61,15 +70,24 @@ def parse_args(argv=None):
                         help='untimed steps per entry and mode first')
     parser.add_argument('--threads', type=int,
                         help="CPU threads (default: torch's choice)")
+    parser.add_argument('--compile', nargs='?', const='inductor',
+                        metavar='BACKEND',
+                        help='also measure every entry compiled with '
+                        'torch.compile (default backend: inductor)')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory measurement')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='overrides applied to every config')
     parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--markdown',
+                        help='append the results to this file as a '
+                        'Markdown table')
     parser.add_argument('--memory-child', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if len(args.entries) < 2 and args.memory_child is None:
-        parser.error('give at least two entries to compare')
+    if (len(args.entries) < 2 and args.compile is None
+            and args.memory_child is None):
+        parser.error('give at least two entries to compare (or one with '
+                     '--compile)')
     for name, least in (('batch', 1), ('runs', 1), ('warmup', 0),
                         ('threads', 1)):
         value = getattr(args, name)
@@ -79,6 +97,15 @@ def parse_args(argv=None):
         parser.error(f'--shape must be two positive sizes, got {args.shape}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda, but CUDA is not available')
+    if args.compile is not None:
+        import torch._dynamo as dynamo
+        backends = dynamo.list_backends(exclude_tags=())
+        if args.compile not in backends:
+            parser.error(f'unknown torch.compile backend {args.compile!r} '
+                         f'(one of {", ".join(sorted(backends))})')
+        if args.warmup < 1:
+            parser.error('--compile needs --warmup 1 or more (the first '
+                         'step compiles)')
     return args
 
 
@@ -86,9 +113,23 @@ def _modes(args):
     return MODES if args.mode == 'both' else (args.mode, )
 
 
-def _build(args, spec):
+def _rows(args):
+    """``(spec, backend)`` of every measured row: the entries eager, then
+    compiled with ``--compile``."""
+    rows = [(spec, None) for spec in args.entries]
+    if args.compile is not None:
+        rows += [(spec, args.compile) for spec in args.entries]
+    return rows
+
+
+def _label(spec, backend):
+    return spec if backend is None else f'{spec} [compiled: {backend}]'
+
+
+def _build(args, index):
+    spec, backend = _rows(args)[index]
     return Entry(spec, args.batch, args.shape, args.device, args.dtype,
-                 args.cfg_options)
+                 args.cfg_options, backend)
 
 
 def _child_argv(args, index):
@@ -99,6 +140,8 @@ def _child_argv(args, index):
             '--dtype', args.dtype, '--device', args.device]
     if args.threads:
         argv += ['--threads', str(args.threads)]
+    if args.compile is not None:
+        argv += ['--compile', args.compile]
     if args.cfg_options:
         argv += ['--cfg-options'] + [
             f'{key}={value}' for key, value in args.cfg_options.items()]
@@ -108,7 +151,7 @@ def _child_argv(args, index):
 def memory_child(args):
     """Peak memory of one entry per mode, in this (fresh) process: the
     train step last, as the RSS peak only grows."""
-    entry = _build(args, args.entries[args.memory_child])
+    entry = _build(args, args.memory_child)
     result = {}
     for mode in sorted(_modes(args), key=MODES.index, reverse=True):
         result[mode] = memory_of(entry, mode)
@@ -117,7 +160,7 @@ def memory_child(args):
 
 def measure_memory(args, index):
     if args.device == 'cuda':
-        entry = _build(args, args.entries[index])
+        entry = _build(args, index)
         result = {mode: memory_of(entry, mode) for mode in _modes(args)}
         del entry
         torch.cuda.empty_cache()
@@ -125,8 +168,9 @@ def measure_memory(args, index):
     proc = subprocess.run(_child_argv(args, index), capture_output=True,
                           text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f'memory process for {args.entries[index]} '
-                           f'failed:\n{proc.stderr[-3000:]}')
+        label = _label(*_rows(args)[index])
+        raise RuntimeError(f'memory process for {label} failed:\n'
+                           f'{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -149,12 +193,12 @@ def run(args) -> dict:
           f'{args.dtype}, {args.device}, {torch.get_num_threads()} CPU '
           f'threads, {args.warmup} warm-up + {args.runs} runs', flush=True)
     entries = []
-    for spec in args.entries:
-        print(f'building {spec}', flush=True)
-        entries.append(_build(args, spec))
+    for index, row in enumerate(_rows(args)):
+        print(f'building {_label(*row)}', flush=True)
+        entries.append(_build(args, index))
     result = dict(
         entries=args.entries, batch=args.batch, shape=args.shape,
-        dtype=args.dtype, device=args.device,
+        dtype=args.dtype, device=args.device, compile=args.compile,
         device_name=(torch.cuda.get_device_name() if args.device == 'cuda'
                      else platform.processor() or platform.machine()),
         threads=torch.get_num_threads(), torch=torch.__version__,
@@ -162,16 +206,19 @@ def run(args) -> dict:
     for mode in _modes(args):
         times = alternated_times(entries, mode, args.runs, args.warmup,
                                  log=lambda line: print(line, flush=True))
-        rows = [dict(summary(t), entry=spec)
-                for spec, t in zip(args.entries, times)]
+        rows = [dict(summary(t), entry=spec, compile=backend)
+                for (spec, backend), t in zip(_rows(args), times)]
         for row in rows:
             row['images_per_s'] = args.batch / row['median_s']
             row['ratio'] = row['median_s'] / rows[0]['median_s']
+        for eager, compiled in zip(rows, rows[len(args.entries):]):
+            compiled['compile_speedup'] = (eager['median_s'] /
+                                           compiled['median_s'])
         result['results'][mode] = rows
     del entries
     if not args.no_memory:
-        for index, spec in enumerate(args.entries):
-            print(f'peak memory of {spec}', flush=True)
+        for index, row in enumerate(_rows(args)):
+            print(f'peak memory of {_label(*row)}', flush=True)
             for mode, memory in measure_memory(args, index).items():
                 result['results'][mode][index]['memory'] = memory
     _print_table(result)
@@ -179,6 +226,10 @@ def run(args) -> dict:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2)
         print(f'wrote {args.json}')
+    if args.markdown:
+        with open(args.markdown, 'a') as f:
+            f.write(markdown_table(result))
+        print(f'appended the table to {args.markdown}')
     return result
 
 
@@ -196,7 +247,9 @@ def _print_table(result):
             if memory:
                 line += (f' {memory["peak_mib"]:8.0f} MiB '
                          f'(+{memory["rise_mib"]:.0f})')
-            print(f'{line}  {row["entry"]}')
+            if 'compile_speedup' in row:
+                line += f' ({row["compile_speedup"]:.2f}x eager speed)'
+            print(f'{line}  {_label(row["entry"], row["compile"])}')
 
 
 if __name__ == '__main__':
