@@ -182,6 +182,12 @@ PAGES_RUN_BY = [
     PageRunBy('docs/deployment.md', (
         'tests/test_export.py::test_deployment_doc_commands_are_export_runs',
         'tests/test_export.py::test_deployment_doc_commands')),
+    PageRunBy('docs/performance_checks.md', (
+        'tests/test_performance_checks.py::test_the_page_runs_these_commands',
+        'tests/test_performance_checks.py::'
+        'test_device_check_without_cuda_skips_the_cuda_parts',
+        'tests/test_performance_checks.py::'
+        'test_benchmark_commands_on_a_toy_backbone')),
 ]
 
 HOW_TO_COVER = """
