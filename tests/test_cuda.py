@@ -22,7 +22,7 @@ from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
 from mmacmix.layers.sliding_acmix import SlidingACmix, sliding_window_attention
 from mmacmix.utils.runner import build_runner, load_config
 
-from acmix_oracle import unfold_qkv_attention
+from acmix_oracle import unfold_window_attention
 from acmix_oracle import use_unfold_attention as use_unfold_sliding
 from helpers import REPO_ROOT, SMALL_BACKBONES, small_backbone
 from san_acmix_oracle import gradcheck_patchwise_functions
@@ -100,7 +100,7 @@ def test_sliding_window_attention(monkeypatch, shape, stride, chunk_logits):
         return sliding_window_attention(*t[:2], 7, stride, 0.3, t[2])
 
     def oracle(*t):
-        return t[2] * unfold_qkv_attention(*t[:2], 7, stride, 0.3)
+        return t[2] * unfold_window_attention(*t[:2], 7, stride, 0.3)
 
     inputs = (qkv, pe, rate)
     grad = torch.randn_like(oracle(*inputs))
