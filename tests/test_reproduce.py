@@ -1,6 +1,7 @@
 """tools/reproduce.py (plan, missing prerequisites, launch, resume, collect)
 on the paper's tables and the toy configs, and the missing-init-checkpoint
 stop of tools/train.py."""
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,14 +181,34 @@ def test_docs_commands_are_those_the_tests_run(tmp_path):
         'ade', 'coco', 'imagenet']
 
 
+def descendants(pid):
+    """Every living process below ``pid``, read off /proc."""
+    children = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid ...": comm may hold spaces
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(
+                int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @pytest.mark.slow
 def test_killed_row_resumes(toy_workspace, tmp_path):
     """A row killed after its first checkpoint resumes from it (the train
     command gets --resume), then tests."""
     work_dirs = tmp_path / 'work_dirs'
     work_dir = work_dirs / TOY.stem
-    cmd = [sys.executable, str(TOOLS / 'reproduce.py'),
-           *toy_args(work_dirs, 3)]
+    # batch 1: 8 iterations an epoch, so the kill lands well inside the run
+    # (a toy epoch at batch 4 can end before the poll below notices
+    # epoch_1.pth, whose atomic save shows it only once complete)
+    args = [*toy_args(work_dirs, 3), 'train_dataloader.batch_size=1']
+    cmd = [sys.executable, str(TOOLS / 'reproduce.py'), *args]
     proc = subprocess.Popen(cmd, cwd=toy_workspace,
                             env=tool_env(PORT='29641'),
                             stdout=subprocess.DEVNULL,
@@ -198,25 +220,27 @@ def test_killed_row_resumes(toy_workspace, tmp_path):
             assert time.time() < deadline, 'no checkpoint within 300 s'
             time.sleep(0.2)
     finally:
-        # the whole session: reproduce, torchrun and its workers
+        # reproduce, torchrun and its workers (torchrun starts each worker
+        # in a session of its own, so killing reproduce's leaves them)
+        family = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
-    while True:  # until the workers are gone too
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
+    while any(Path(f'/proc/{pid}').exists() for pid in family):
         time.sleep(0.2)
     assert not (work_dir / 'epoch_3.pth').exists()
     assert not (work_dir / 'reproduce_train.done').exists()
 
-    result = run_tool(['reproduce.py', *toy_args(work_dirs, 3)],
-                      cwd=toy_workspace, PORT='29642')
+    result = run_tool(['reproduce.py', *args], cwd=toy_workspace,
+                      PORT='29642')
     (train, test) = plan(result.stdout)
     assert train.endswith('--resume --cfg-options train_cfg.max_epochs=3 '
-                          'train_cfg.val_interval=3 (resumes)')
+                          'train_cfg.val_interval=3 '
+                          'train_dataloader.batch_size=1 (resumes)')
     last = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
-    assert last['meta']['iter'] == 3 * ITERS_PER_EPOCH
+    assert last['meta']['iter'] == 3 * 8
     assert (work_dir / 'reproduce_test.done').is_file()
     (row, ) = json.loads((work_dirs / 'reproduce.json').read_text())
     assert row['bbox_mAP'] is not None
