@@ -1,35 +1,15 @@
-"""The plain ``nn.Unfold`` formulation of SAN's patchwise attention (SAN's
-own code), kept only as the oracle of the SAN-ACmix tests and benchmark,
-and the gradient check of its two custom autograd functions.
-
-It unfolds the keys and the values of the whole batch (``k*k`` copies of
-each) and runs SAN's weight MLP as ordinary modules.
+"""SAN-ACmix with the plain ``nn.Unfold`` formulation of SAN's patchwise
+attention (SAN's own code,
+:func:`mmacmix.layers.patchwise_acmix.unfold_patchwise_attention`, which the
+layer also runs while exporting): the oracle of the SAN-ACmix tests and
+benchmark, and the gradient check of its two custom autograd functions.
 """
 import torch
-import torch.nn.functional as F
 
 from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
                                             patchwise_aggregation,
+                                            unfold_patchwise_attention,
                                             window_projection)
-
-
-def unfold_patchwise_attention(module, q, k, v):
-    """The attention path of ``module`` (a :class:`PatchwiseACmix`) as SAN
-    computes it: ``gamma`` on ``[q_i, k_j for j in R(i)]`` (norms called as
-    modules, so in training they use and update batch statistics), then the
-    weighted sum of the unfolded values."""
-    batch, _, height, width = q.shape
-    kernel = module.kernel_att
-    pad = [kernel // 2] * 4
-    keys = F.unfold(F.pad(k, pad, mode='reflect'), kernel)
-    x = torch.cat([q, keys.view(batch, -1, height, width)], 1)
-    x = module.attn_conv1(F.relu(module.attn_norm1(x)))
-    weights = module.attn_conv2(F.relu(module.attn_norm2(x)))
-    groups = module.weight_channels
-    weights = weights.view(batch, 1, groups, kernel**2, height * width)
-    values = F.unfold(F.pad(v, pad, mode='reflect'), kernel)
-    values = values.view(batch, -1, groups, kernel**2, height * width)
-    return (values * weights).sum(3).view(batch, -1, height, width)
 
 
 class UnfoldPatchwiseACmix(PatchwiseACmix):

@@ -5,8 +5,12 @@ the layers trace under torch.compile without graph breaks.
   ``dep_conv`` composed into one group convolution. Same outputs and
   gradients (inputs and parameters) as ``fc`` then ``dep_conv`` within fp32
   round-off, and the FLOPs tool counts both as the paper's formulation.
-* PVT-ACmix with the folded path (full-resolution keys and values) against
-  the plain one (``fc`` of the keys and values at the reduced resolution).
+* PVT-ACmix with the folded path (full-resolution keys and values; with
+  one head, a depthwise convolution per map) against the plain one (``fc``
+  of the keys and values at the reduced resolution).
+* The convolution path's ``rate`` and ``bias`` (how ACmix's mixing is folded
+  into its kernels and bias) and ``fc``'s bias as the convolution's bias
+  plus a frame.
 """
 import pytest
 import torch
@@ -68,23 +72,51 @@ def test_folded_conv_path_equals_plain(heads, head_dims, stride, bias,
     maps = in_maps or 3 * heads
     # d-major channels-last, as the callers project them, and a plain
     # contiguous layout
-    d_major = torch.randn(2, 9, 11, head_dims, maps).permute(0, 4, 3, 1, 2)
-    assert_same(plain, folded, d_major)
-    assert_same(plain, folded, torch.randn(2, maps, head_dims, 9, 11))
+    # sizes with an inside (its fc bias: the convolution's bias and a
+    # frame) and without one
+    for height, width in ((9, 11), (2, 5), (1, 1)):
+        d_major = torch.randn(2, height, width, head_dims,
+                              maps).permute(0, 4, 3, 1, 2)
+        assert_same(plain, folded, d_major)
+        assert_same(plain, folded,
+                    torch.randn(2, maps, head_dims, height, width))
+
+
+@pytest.mark.parametrize('heads, bias', [(1, True), (2, True), (1, False)])
+def test_sum_over_maps_equals_folded(heads, bias):
+    """The one-head form (a depthwise convolution per map, the maps given
+    apart) computes the folded group convolution, rate, extra bias and
+    all gradients included; for any number of heads, although the layers
+    use it with one."""
+    path = perturb(ACmixConvPath(heads, 4, fc_bias=bias)).double()
+    qkv = torch.randn(2, 3 * heads, 4, 7, 9, dtype=torch.float64)
+    rate = torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
+    extra = torch.randn(4 * heads, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 4 * heads, 7, 9, dtype=torch.float64)
+    params = [rate, extra, *path.parameters()]
+    results = []
+    for out in (path.sum_over_maps(qkv.unbind(1), rate, extra),
+                path(qkv, rate, extra)):
+        results.append((out, ) + torch.autograd.grad(out, params, grad))
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize('fold', [False, True])
 def test_conv_path_rate_scales_the_output(fold):
-    """``conv(qkv, rate)`` (the folded form scales its kernels) is
-    ``rate * conv(qkv)``, the gradient of the rate included."""
+    """``conv(qkv, rate, bias)`` (rate and bias go into the convolution's
+    kernels and bias) is ``rate * conv(qkv) + bias``, the gradients of the
+    rate and the bias included."""
     path = perturb(ACmixConvPath(2, 4, fc_bias=True, fold_fc=fold)).double()
     qkv = torch.randn(2, 6, 4, 7, 9, dtype=torch.float64)
     rate = torch.tensor([-0.7], dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, 8, 7, 9, dtype=torch.float64)
     results = []
-    for out in (path(qkv, rate), rate * path(qkv)):
+    for out in (path(qkv, rate, bias),
+                rate * path(qkv) + bias[:, None, None]):
         results.append((out, ) + torch.autograd.grad(
-            out, [rate, *path.parameters()], grad))
+            out, [rate, bias, *path.parameters()], grad))
     for scaled, expected in zip(*results):
         torch.testing.assert_close(scaled, expected, rtol=1e-12, atol=1e-12)
 
@@ -95,14 +127,16 @@ def test_fold_is_chosen_by_heads():
         True, True, True, False, False]
 
 
+@pytest.mark.parametrize('heads', [1, 2])
 @pytest.mark.parametrize('sr_ratio, size', [(1, (7, 9)), (2, (9, 11)),
                                             (4, (13, 10))])
-def test_pvt_block_folded_equals_plain(sr_ratio, size):
+def test_pvt_block_folded_equals_plain(sr_ratio, size, heads):
     """PVT-ACmix's folded path upsamples the keys and values before the
-    convolution path; the plain one runs fc on them at the reduced
-    resolution. Same output and gradients, odd sizes included."""
-    plain = perturb(SpatialReductionACmix(16, 2, sr_ratio)).eval()
-    folded = SpatialReductionACmix(16, 2, sr_ratio).eval()
+    convolution path (with one head, each apart: a depthwise convolution
+    per map); the plain one runs fc on them at the reduced resolution.
+    Same output and gradients, odd sizes included."""
+    plain = perturb(SpatialReductionACmix(16, heads, sr_ratio)).eval()
+    folded = SpatialReductionACmix(16, heads, sr_ratio).eval()
     folded.load_state_dict(plain.state_dict())
     plain.conv.fold_fc, folded.conv.fold_fc = False, True
     assert_same(plain, folded, torch.randn(2, *size, 16))

@@ -123,6 +123,20 @@ def test_fast_attention_gradcheck():
                                                 t[2]), (qkv, pe, rate))
 
 
+def test_plain_sum_backward_matches_oracle():
+    """``out.sum().backward()`` hands the attention an expanded gradient
+    (one element seen at every position), which it must not write to."""
+    torch.manual_seed(0)
+    ours = SlidingACmix(8, 16).double()
+    oracle = use_unfold_attention(copy.deepcopy(ours))
+    # sizes that are multiples of the query blocks: no padded copy
+    x = torch.randn(2, 8, 8, 12, dtype=torch.float64, requires_grad=True)
+    grads = [torch.autograd.grad(m(x).sum(), [x, *m.parameters()])
+             for m in (ours, oracle)]
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-9)
+
+
 def test_operator_matches_oracle_in_training_with_gradients():
     """The whole module, float32: outputs and every parameter gradient."""
     torch.manual_seed(0)

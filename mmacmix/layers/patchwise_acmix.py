@@ -37,16 +37,17 @@ from torch import Tensor
 from .acmix import ACmixConvPath, MixingRates, check_reflection_input
 from .exporting import is_exporting
 
-# elements of the unfolded windows of one piece (16 MB in float32): bounds
-# the working memory of the custom functions
+# elements of the per-piece working tensors (16 MB in float32): bounds the
+# working memory of the custom functions (measured on CPU: smaller pieces
+# are slower, their Python loops dominate)
 _PIECE_ELEMENTS = 2**22
 
 
 def _pieces(batch: int, height: int, width: int, channels: int,
             kernel_size: int) -> list:
-    """``(samples, rows)`` slices of the output whose unfolded windows of
-    ``channels`` channels hold at most ``_PIECE_ELEMENTS`` elements (one row
-    of one sample at least)."""
+    """``(samples, rows)`` slices of the output whose ``channels`` maps at
+    all ``k x k`` footprint positions hold at most ``_PIECE_ELEMENTS``
+    elements (one row of one sample at least)."""
     rows = max(1, _PIECE_ELEMENTS // (channels * kernel_size**2 * width))
     if rows < height:  # bands of rows of one sample
         return [(slice(b, b + 1), slice(i, min(i + rows, height)))
@@ -56,27 +57,12 @@ def _pieces(batch: int, height: int, width: int, channels: int,
             for b in range(0, batch, samples)]
 
 
-def _windows(padded: Tensor, samples: slice, rows: slice,
-             kernel_size: int) -> Tensor:
-    """The ``k x k`` windows of the output ``rows`` of ``samples`` in a
-    padded map: ``(b, channels * k*k, rows * W)``, channel-major (SAN's
-    unfold)."""
-    band = padded[samples, :, rows.start:rows.stop + kernel_size - 1]
-    return F.unfold(band, kernel_size)
-
-
-def _add_windows(grad_padded: Tensor, grad: Tensor, samples: slice,
-                 rows: slice, kernel_size: int) -> None:
-    """Adjoint of :func:`_windows`: add ``grad`` of the windows into the
-    gradient of the padded map."""
-    band = grad_padded[samples, :, rows.start:rows.stop + kernel_size - 1]
-    band += F.fold(grad, band.shape[-2:], kernel_size)
-
-
-def _store(out: Tensor, samples: slice, rows: slice, piece: Tensor) -> None:
-    """Copy a piece ``(b, channels, rows * W)`` into ``out``."""
-    target = out[samples, :, rows]
-    target.copy_(piece.view(target.shape))
+def _shifted(padded: Tensor, samples: slice, rows: slice, width: int,
+             position: int, kernel_size: int) -> Tensor:
+    """The pixels that the output ``rows`` of ``samples`` see at footprint
+    ``position`` of a padded map: ``(b, channels, rows, width)``, a view."""
+    dy, dx = divmod(position, kernel_size)
+    return padded[samples, :, rows.start + dy:rows.stop + dy, dx:dx + width]
 
 
 def _output_size(padded: Tensor, kernel_size: int) -> tuple:
@@ -84,13 +70,37 @@ def _output_size(padded: Tensor, kernel_size: int) -> tuple:
     return batch, channels, height - kernel_size + 1, width - kernel_size + 1
 
 
+def _by_position(tensor: Tensor, kernel_size: int) -> Tensor:
+    """``(..., r * k*k)`` (channel ``c * k*k + t``) to ``(..., r, k*k)``."""
+    return tensor.unflatten(-1, (-1, kernel_size**2))
+
+
+def _affine_windows(keys: Tensor, scale: Tensor, shift: Tensor,
+                    kernel_size: int, samples: slice, rows: slice,
+                    width: int) -> Tensor:
+    """The affine map (per-channel ``scale``, ``shift``) of the ``k x k``
+    windows of the output ``rows`` of ``samples`` in the padded ``keys``,
+    ``(b, r, k*k, rows, width)`` (SAN's unfold, channel ``c * k*k + t``
+    once flattened), applied while the windows are copied one footprint
+    position at a time: several times faster than ``F.unfold`` on CPU."""
+    scale, shift = (_by_position(t, kernel_size) for t in (scale, shift))
+    batch = keys[samples].shape[0]
+    out = keys.new_empty(batch, keys.shape[1], kernel_size**2,
+                         rows.stop - rows.start, width)
+    for t in range(kernel_size**2):
+        torch.addcmul(shift[:, t, None, None],
+                      _shifted(keys, samples, rows, width, t, kernel_size),
+                      scale[:, t, None, None], out=out[:, :, t])
+    return out
+
+
 def _project_piece(keys: Tensor, scale: Tensor, shift: Tensor,
                    weight: Tensor, kernel_size: int, samples: slice,
-                   rows: slice) -> Tensor:
+                   rows: slice, width: int) -> Tensor:
     """:func:`window_projection` of a piece: ``(b, G, rows * W)``."""
-    windows = _windows(keys, samples, rows, kernel_size)
-    act = torch.addcmul(shift[:, None], windows, scale[:, None])
-    return torch.matmul(weight, act.relu_())
+    act = _affine_windows(keys, scale, shift, kernel_size, samples, rows,
+                          width).relu_()
+    return torch.matmul(weight, act.flatten(1, 2).flatten(2))
 
 
 class _WindowProjection(torch.autograd.Function):
@@ -105,7 +115,7 @@ class _WindowProjection(torch.autograd.Function):
             _store(
                 out, samples, rows,
                 _project_piece(keys, scale, shift, weight, kernel_size,
-                               samples, rows))
+                               samples, rows, width))
         ctx.save_for_backward(keys, scale, shift, weight)
         ctx.kernel_size = kernel_size
         return out
@@ -113,28 +123,40 @@ class _WindowProjection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         keys, scale, shift, weight = ctx.saved_tensors
-        kernel_size = ctx.kernel_size
-        batch, channels, height, width = _output_size(keys, kernel_size)
+        k = ctx.kernel_size
+        batch, channels, height, width = _output_size(keys, k)
         grad_keys = torch.zeros_like(keys)
         grad_scale = torch.zeros_like(scale)
         grad_shift = torch.zeros_like(shift)
         grad_weight = torch.zeros_like(weight)
-        for samples, rows in _pieces(batch, height, width, channels,
-                                     kernel_size):
-            windows = _windows(keys, samples, rows, kernel_size)
-            pre = torch.addcmul(shift[:, None], windows, scale[:, None])
+        scale_t, grad_scale_t = (_by_position(t, k)
+                                 for t in (scale, grad_scale))
+        for samples, rows in _pieces(batch, height, width, channels, k):
+            act = _affine_windows(keys, scale, shift, k, samples, rows,
+                                  width).relu_()
+            shape = act.shape
+            act = act.flatten(1, 2).flatten(2)  # (b, r * k*k, L)
             grad = grad_out[samples, :, rows].flatten(2)  # (b, G, L)
-            act = pre.relu()
             grad_weight += torch.matmul(grad, act.transpose(1, 2)).sum(0)
+            grad_pre = torch.matmul(weight.t(), grad).mul_(act > 0)
             del act
-            grad_pre = torch.matmul(weight.t(), grad).mul_(pre > 0)
-            del pre
             grad_shift += grad_pre.sum((0, 2))
-            grad_scale += (grad_pre * windows).sum((0, 2))
-            del windows
-            _add_windows(grad_keys, grad_pre.mul_(scale[:, None]), samples,
-                         rows, kernel_size)
+            grad_pre = grad_pre.view(shape)
+            # per footprint position, from the keys themselves (no copy of
+            # the windows)
+            for t in range(k * k):
+                window = _shifted(keys, samples, rows, width, t, k)
+                grad_scale_t[:, t] += (grad_pre[:, :, t] * window).sum(
+                    (0, 2, 3))
+                _shifted(grad_keys, samples, rows, width, t, k).addcmul_(
+                    grad_pre[:, :, t], scale_t[:, t, None, None])
         return grad_keys, grad_scale, grad_shift, grad_weight, None
+
+
+def _store(out: Tensor, samples: slice, rows: slice, piece: Tensor) -> None:
+    """Copy a piece ``(b, channels, rows * W)`` into ``out``."""
+    target = out[samples, :, rows]
+    target.copy_(piece.view(target.shape))
 
 
 def window_projection(keys: Tensor, scale: Tensor, shift: Tensor,
@@ -143,7 +165,8 @@ def window_projection(keys: Tensor, scale: Tensor, shift: Tensor,
     window of ``keys`` unfolded (``r * k*k`` channels, key channel ``c`` at
     footprint position ``t`` in channel ``c * k*k + t``), a per-channel
     affine map (the first norm), ReLU and a 1x1 projection to ``G``
-    channels, without unfolding the whole batch.
+    channels, computed one footprint position at a time (nothing is
+    unfolded).
 
     Args:
         keys (Tensor): ``(B, r, H + k - 1, W + k - 1)`` padded keys.
@@ -155,13 +178,6 @@ def window_projection(keys: Tensor, scale: Tensor, shift: Tensor,
     Returns:
         Tensor: ``(B, G, H, W)``.
     """
-    if is_exporting():
-        # the custom function is opaque to the exporters and its pieces fix
-        # the input size: the same computation as one piece
-        height, width = _output_size(keys, kernel_size)[2:]
-        return _project_piece(keys, scale, shift, weight, kernel_size,
-                              slice(None), slice(0, height)).unflatten(
-                                  -1, (height, width))
     return _WindowProjection.apply(keys, scale, shift, weight, kernel_size)
 
 
@@ -171,13 +187,12 @@ class _PatchwiseAggregation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, values, weight, bias, kernel_size):
         batch, channels, height, width = _output_size(values, kernel_size)
+        groups = hidden.shape[1]
         out = values.new_empty(batch, channels, height, width)
-        for samples, rows in _pieces(batch, height, width, channels,
+        for samples, rows in _pieces(batch, height, width, groups,
                                      kernel_size):
-            _store(
-                out, samples, rows,
-                _aggregate_piece(hidden, values, weight, bias, kernel_size,
-                                 samples, rows))
+            _aggregate_piece(hidden, values, weight, bias, kernel_size,
+                             samples, rows, out[samples, :, rows])
         ctx.save_for_backward(hidden, values, weight, bias)
         ctx.kernel_size = kernel_size
         return out
@@ -185,29 +200,32 @@ class _PatchwiseAggregation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         hidden, values, weight, bias = ctx.saved_tensors
-        kernel_size = ctx.kernel_size
-        batch, channels, height, width = _output_size(values, kernel_size)
+        k = ctx.kernel_size
+        batch, channels, height, width = _output_size(values, k)
         groups = hidden.shape[1]
         grad_hidden = torch.empty_like(hidden)
         grad_values = torch.zeros_like(values)
         grad_weight = torch.zeros_like(weight)
         grad_bias = torch.zeros_like(bias)
-        for samples, rows in _pieces(batch, height, width, channels,
-                                     kernel_size):
-            piece = hidden[samples, :, rows].flatten(2)  # (b, G, L)
-            weights = _attention_weights(piece, weight, bias, kernel_size)
-            windows = _windows(values, samples, rows, kernel_size).unflatten(
-                1, (-1, groups, kernel_size**2))
-            # (b, channels / G, G, 1, L)
-            grad = grad_out[samples, :, rows].flatten(2).unflatten(
-                1, (-1, groups)).unsqueeze(3)
-            grad_weights = (windows * grad).sum(1).flatten(1, 2)
-            del windows
-            _add_windows(grad_values, (grad * weights).flatten(1, 3), samples,
-                         rows, kernel_size)
+        for samples, rows in _pieces(batch, height, width, groups, k):
+            piece = hidden[samples, :, rows]  # (b, G, R, W)
+            weights = _attention_weights(piece, weight, bias, k)
+            # (b, channels / G, G, R, W)
+            grad = grad_out[samples, :, rows].unflatten(1, (-1, groups))
+            grad_weights = torch.empty_like(weights)
+            product = torch.empty_like(grad)
+            for t in range(k * k):
+                window = _shifted(values, samples, rows, width, t,
+                                  k).unflatten(1, (-1, groups))
+                torch.sum(torch.mul(window, grad, out=product), 1,
+                          out=grad_weights[:, :, t])
+                _shifted(grad_values, samples, rows, width, t,
+                         k).unflatten(1, (-1, groups)).addcmul_(
+                             grad, weights[:, None, :, t])
+            grad_weights = grad_weights.flatten(1, 2).flatten(2)
             grad_bias += grad_weights.sum((0, 2))
-            grad_weight += torch.matmul(grad_weights,
-                                        piece.transpose(1, 2)).sum(0)
+            grad_weight += torch.matmul(
+                grad_weights, piece.flatten(2).transpose(1, 2)).sum(0)
             _store(grad_hidden, samples, rows,
                    torch.matmul(weight.t(), grad_weights))
         return grad_hidden, grad_values, grad_weight, grad_bias, None
@@ -215,22 +233,30 @@ class _PatchwiseAggregation(torch.autograd.Function):
 
 def _aggregate_piece(hidden: Tensor, values: Tensor, weight: Tensor,
                      bias: Tensor, kernel_size: int, samples: slice,
-                     rows: slice) -> Tensor:
-    """:func:`patchwise_aggregation` of a piece: ``(b, C, rows * W)``."""
+                     rows: slice, out: Tensor) -> Tensor:
+    """:func:`patchwise_aggregation` of a piece into ``out``, ``(b, C,
+    rows, W)`` (a view of the output): one footprint position at a time,
+    accumulated (nothing unfolded)."""
+    groups, width = hidden.shape[1], out.shape[-1]
     weights = _attention_weights(hidden[samples, :, rows], weight, bias,
                                  kernel_size)
-    windows = _windows(values, samples, rows, kernel_size).unflatten(
-        1, (-1, hidden.shape[1], kernel_size**2))
-    return (windows * weights).sum(3).flatten(1, 2)
+    out = out.unflatten(1, (-1, groups)).zero_()
+    for t in range(kernel_size**2):
+        out.addcmul_(
+            _shifted(values, samples, rows, width, t,
+                     kernel_size).unflatten(1, (-1, groups)),
+            weights[:, None, :, t])
+    return out.flatten(1, 2)
 
 
 def _attention_weights(hidden: Tensor, weight: Tensor, bias: Tensor,
                        kernel_size: int) -> Tensor:
-    """The last layer of the weight MLP on a piece ``(b, G, ...)`` of the
-    hidden map: ``(b, 1, G, k*k, L)`` weights (SAN's layout: output channel
+    """The last layer of the weight MLP on a piece ``(b, G, R, W)`` of the
+    hidden map: ``(b, G, k*k, R, W)`` weights (SAN's layout: output channel
     ``g * k*k + t``)."""
     weights = torch.matmul(weight, hidden.flatten(2)).add_(bias[:, None])
-    return weights.unflatten(1, (-1, kernel_size**2)).unsqueeze(1)
+    return weights.view(hidden.shape[0], -1, kernel_size**2,
+                        *hidden.shape[2:])
 
 
 def patchwise_aggregation(hidden: Tensor, values: Tensor, weight: Tensor,
@@ -238,8 +264,8 @@ def patchwise_aggregation(hidden: Tensor, values: Tensor, weight: Tensor,
     """The last layer of SAN's weight MLP and the aggregation: the weights
     ``w = weight @ hidden + bias``, ``G * k*k`` channels (channel
     ``g * k*k + t``: group ``g``, footprint position ``t``), then
-    ``out_i[c] = sum_t w_i[c % G, t] * values_(i + t)[c]``, without
-    unfolding the whole batch.
+    ``out_i[c] = sum_t w_i[c % G, t] * values_(i + t)[c]``, one footprint
+    position at a time (nothing is unfolded).
 
     Args:
         hidden (Tensor): ``(B, G, H, W)`` hidden map of the weight MLP.
@@ -252,11 +278,6 @@ def patchwise_aggregation(hidden: Tensor, values: Tensor, weight: Tensor,
     Returns:
         Tensor: ``(B, C, H, W)``.
     """
-    if is_exporting():  # as in window_projection
-        height, width = hidden.shape[-2:]
-        return _aggregate_piece(hidden, values, weight, bias, kernel_size,
-                                slice(None), slice(0, height)).unflatten(
-                                    -1, (height, width))
     return _PatchwiseAggregation.apply(hidden, values, weight, bias,
                                        kernel_size)
 
@@ -323,6 +344,32 @@ def _window_statistics(queries: Tensor, keys: Tensor,
     var_k = window_means(keys.square()) - mean_k.square()
     mean_k = mean_k + centre.flatten().repeat_interleave(kernel_size**2)
     return torch.cat([mean_q, mean_k]), torch.cat([var_q, var_k])
+
+
+def unfold_patchwise_attention(module: 'PatchwiseACmix', q: Tensor,
+                               k: Tensor, v: Tensor) -> Tensor:
+    """The attention path of ``module`` as SAN's code computes it, with
+    ``F.unfold`` (``k*k`` copies of the keys and values of the whole batch):
+    ``gamma`` on ``[q_i, k_j for j in R(i)]``, its norms called as modules
+    (in training they use and update batch statistics), then the weighted
+    sum of the unfolded values.
+
+    Plain ops only: the layer uses it while exporting, where exporters
+    trace it for any input size, and the tests as the oracle of the
+    custom functions.
+    """
+    batch, _, height, width = q.shape
+    kernel = module.kernel_att
+    pad = [kernel // 2] * 4
+    keys = F.unfold(F.pad(k, pad, mode='reflect'), kernel)
+    x = torch.cat([q, keys.view(batch, -1, height, width)], 1)
+    x = module.attn_conv1(F.relu(module.attn_norm1(x)))
+    weights = module.attn_conv2(F.relu(module.attn_norm2(x)))
+    groups = module.weight_channels
+    weights = weights.view(batch, 1, groups, kernel**2, height * width)
+    values = F.unfold(F.pad(v, pad, mode='reflect'), kernel)
+    values = values.view(batch, -1, groups, kernel**2, height * width)
+    return (values * weights).sum(3).view(batch, -1, height, width)
 
 
 class PatchwiseACmix(nn.Module):
@@ -405,6 +452,10 @@ class PatchwiseACmix(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """The attention path: ``(B, r, H, W)`` queries and keys and
         ``(B, 4 * r, H, W)`` values to ``(B, 4 * r, H, W)``."""
+        if is_exporting():
+            # the custom functions are opaque to the exporters and their
+            # pieces fix the input size
+            return unfold_patchwise_attention(self, q, k, v)
         kernel, r, dtype = self.kernel_att, self.head_dims, q.dtype
         # the custom functions take one dtype; autocast pads and normalises
         # in float32
@@ -433,6 +484,6 @@ class PatchwiseACmix(nn.Module):
 
 
 __all__ = [
-    'PatchwiseACmix', 'patchwise_aggregation', 'window_norm_affine',
-    'window_projection'
+    'PatchwiseACmix', 'patchwise_aggregation', 'unfold_patchwise_attention',
+    'window_norm_affine', 'window_projection'
 ]

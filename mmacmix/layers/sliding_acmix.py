@@ -292,7 +292,9 @@ class _SlidingWindowAttention(torch.autograd.Function):
                 -1, keepdim=True)
             if rate is not None:
                 grad_rate += row.sum()
-                grad_blocks.mul_(rate)
+                # out of place: the blocks may view grad_out (even an
+                # expanded one, as from out.sum().backward())
+                grad_blocks = grad_blocks * rate
                 row.mul_(rate)
             grad_logits = torch.bmm(grad_blocks, values.transpose(1, 2))
             grad_logits = grad_logits.sub_(row).mul_(weights)

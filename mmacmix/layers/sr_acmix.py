@@ -120,13 +120,19 @@ class SpatialReductionACmix(nn.Module):
         else:
             kv = self.kv(x)
 
-        attention = self.proj(self._attention(q, kv))
-        if self.conv.fold_fc:
-            conv = self.conv(self._full_resolution_qkv(q, kv, height, width))
+        rates = self.rates
+        conv_args = rates.rate2, rates.conv_bias(self.proj)
+        if self.conv.fold_fc and self.num_heads == 1:
+            conv = self.conv.sum_over_maps(
+                self._full_resolution_maps(q, kv, height, width), *conv_args)
+        elif self.conv.fold_fc:
+            conv = self.conv(
+                self._full_resolution_qkv(q, kv, height, width), *conv_args)
         else:
             conv = self.conv.shift_and_sum(
-                self._conv_maps(q, kv, height, width))
-        return self.rates(attention, conv.permute(0, 2, 3, 1))
+                self._conv_maps(q, kv, height, width), *conv_args)
+        return rates.mix_projected(
+            self._attention(q, kv), self.proj, conv.permute(0, 2, 3, 1))
 
     def _conv_maps(self, q: Tensor, kv: Tensor, height: int,
                    width: int) -> Tensor:
@@ -162,6 +168,18 @@ class SpatialReductionACmix(nn.Module):
         maps = torch.cat(
             [heads_last(q, head_dims), heads_last(kv, head_dims)], -1)
         return maps.permute(0, 4, 3, 1, 2)
+
+    def _full_resolution_maps(self, q: Tensor, kv: Tensor, height: int,
+                              width: int) -> list:
+        """With one head: the query ``(B, H, W, C)`` and the key and value
+        ``(B, h, w, 2C)``, upsampled to ``H x W`` one by one, as three
+        ``(B, C, H, W)`` channels-last maps (no concatenation)."""
+        maps = [q]
+        for part in kv.chunk(2, -1):
+            if self.sr_ratio > 1:
+                part = upsample_to_patches(part, self.sr_ratio, height, width)
+            maps.append(part)
+        return [part.permute(0, 3, 1, 2) for part in maps]
 
     def _attention(self, q: Tensor, kv: Tensor) -> Tensor:
         """Multi-head attention of the queries ``(B, H, W, C)`` over the keys

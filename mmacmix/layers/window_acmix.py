@@ -192,11 +192,15 @@ class WindowACmix(nn.Module):
         if shift:
             mask = shifted_window_mask(padded_h, padded_w, ws, shift,
                                        qkv.device)
-        attention = self.proj(self._window_attention(qkv, mask))
-        conv = self._conv_path(conv_in)
+        attention = self._window_attention(qkv, mask)
         if not padded:
-            out = self.rates(attention, conv)
+            rates = self.rates
+            conv = self._conv_path(conv_in, rates.rate2,
+                                   rates.conv_bias(self.proj))
+            out = rates.mix_projected(attention, self.proj, conv)
             return torch.roll(out, (shift, shift), (1, 2)) if shift else out
+        attention = self.proj(attention)
+        conv = self._conv_path(conv_in)
         if shift:
             attention = torch.roll(attention, (shift, shift), (1, 2))
             conv = torch.roll(conv, (shift, shift), (1, 2))
@@ -231,12 +235,14 @@ class WindowACmix(nn.Module):
         attention = _gather_rolled(self.proj(attention), -shift, real, padded)
         return self.rates(attention, _gather_rolled(conv, -shift, real, real))
 
-    def _conv_path(self, qkv: Tensor) -> Tensor:
+    def _conv_path(self, qkv: Tensor, rate: Tensor = None,
+                   bias: Tensor = None) -> Tensor:
         """The convolution path on the projections ``(B, H, W, 3C)``
-        (d-major channels), ``(B, H, W, C)``."""
+        (d-major channels), ``(B, H, W, C)``, times ``rate``, plus ``bias``
+        (see :meth:`ACmixConvPath.forward`)."""
         conv = self.conv(
             qkv.unflatten(-1, (self.head_dims, 3 * self.num_heads)).permute(
-                0, 4, 3, 1, 2))
+                0, 4, 3, 1, 2), rate, bias)
         return conv.permute(0, 2, 3, 1)
 
     def _project(self, x: Tensor) -> Tensor:
@@ -260,16 +266,19 @@ class WindowACmix(nn.Module):
                                head_dims).unbind(0)
 
         # explicit products: on CPU, faster than scaled_dot_product_attention
-        # with an additive mask (measured, train and inference), and the
-        # bias and shift masks broadcast over the batch without a copy
-        logits = (q * head_dims**-0.5) @ k.transpose(-2, -1)
+        # with an additive mask (measured, train and inference); the bias
+        # and the shift mask, summed first (per window, not per image),
+        # broadcast over the batch, and the scale and the sum take one pass
+        # over the logits
         bias = self.relative_position_bias_table[
             self.relative_position_index].view(ws * ws, ws * ws,
                                                heads).permute(2, 0, 1)
-        logits = logits.view(batch, rows * cols, heads, ws * ws,
-                             ws * ws) + bias.to(logits.dtype)
         if mask is not None:
-            logits = logits + mask[:, None].to(logits.dtype)
+            bias = bias + mask[:, None]
+        logits = (q @ k.transpose(-2, -1)).view(batch, rows * cols, heads,
+                                                ws * ws, ws * ws)
+        logits = torch.add(
+            bias.to(logits.dtype), logits, alpha=head_dims**-0.5)
         weights = logits.softmax(-1).flatten(0, 1)
         if self.training and self.attn_drop > 0:
             weights = F.dropout(weights, self.attn_drop)

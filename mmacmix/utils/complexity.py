@@ -9,13 +9,15 @@ two ``bmm`` it replaces, so models with and without fused attention compare
 on equal terms. The same goes for the attention ops this project writes as
 ``torch.autograd.Function`` (traced as ``prim::PythonOp``), which mmengine
 cannot see into: :data:`OP_HANDLES` counts each as its matrix products.
+Likewise the in-place ``addmm_`` that mixes ACmix's two paths is counted as
+the ``proj`` layer it computes.
 """
 from math import prod
 from typing import Any, List, Tuple
 
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.analysis.jit_handles import get_shape
+from mmengine.analysis.jit_handles import addmm_flop_jit, get_shape
 
 from ..layers.acmix import paper_formulation
 
@@ -67,6 +69,9 @@ def patchwise_aggregation_flop_jit(inputs: List[Any],
 
 OP_HANDLES = {
     'aten::scaled_dot_product_attention': attention_flop_jit,
+    # the attention path's proj accumulated into the convolution path's
+    # output (MixingRates.mix_projected), counted as the linear layer it is
+    'aten::addmm_': addmm_flop_jit,
     'prim::PythonOp._SlidingWindowAttention': sliding_attention_flop_jit,
     'prim::PythonOp._WindowProjection': window_projection_flop_jit,
     'prim::PythonOp._PatchwiseAggregation': patchwise_aggregation_flop_jit,
