@@ -94,6 +94,8 @@ def benchmark_exit(argv):
     (['--threads', '0'], '--threads must be at least 1, got 0'),
     (['--shape', '64', '0'], '--shape must be two positive sizes, got '
      '[64, 0]'),
+    (['--dtype', 'bf16', 'bf16'], "--dtype names a dtype twice: ['bf16', "
+     "'bf16']"),
 ])
 def test_bad_arguments(args, message, capsys):
     assert benchmark_exit([SWIN, PVT, *args]) == 2  # argparse's status
@@ -108,3 +110,40 @@ def test_input_too_small_for_the_model():
                            '1', '--warmup', '0', '--no-memory']) == (
         'error: ResNetACmix (depth 26) needs inputs of at least 49x49 '
         'pixels, got 40x64')
+
+
+def test_torchvision_baseline_in_two_dtypes(tmp_path):
+    """A torchvision classifier (the ResNet baseline) beside a config's
+    classifier, each in fp32 and bf16 autocast in one process: the ratio is
+    to the first entry in the same dtype, the dtype speed-up to the same
+    entry in fp32."""
+    out = tmp_path / 'bench.json'
+    resnet = str(REPO_ROOT / 'configs/resnet_acmix_26_in1k.py')
+    entries = ['torchvision::resnet18', resnet]
+    proc = run_tool(['analysis/benchmark.py', *entries, '--dtype', 'fp32',
+                     'bf16', '--batch', '1', '--shape', '64', '64', '--runs',
+                     '2', '--warmup', '1', '--threads', '1', '--no-memory',
+                     '--json', out, '--markdown', tmp_path / 'bench.md'],
+                    cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result['dtype'] == ['fp32', 'bf16']
+    for rows in result['results'].values():
+        assert [(r['entry'], r['dtype']) for r in rows] == [
+            (e, d) for d in ('fp32', 'bf16') for e in entries]
+        for first, other in (rows[:2], rows[2:]):
+            assert first['ratio'] == 1
+            assert other['ratio'] == pytest.approx(other['median_s'] /
+                                                   first['median_s'])
+        for fp32, bf16 in zip(rows[:2], rows[2:]):
+            assert fp32['dtype_speedup'] == 1
+            assert bf16['dtype_speedup'] == pytest.approx(
+                fp32['median_s'] / bf16['median_s'])
+    assert 'torchvision::resnet18 [bf16]' in proc.stdout
+    table = (tmp_path / 'bench.md').read_text()
+    assert '`torchvision::resnet18` bf16 (' in table
+
+
+def test_unknown_torchvision_model():
+    assert benchmark_exit(['torchvision::resnet51', SWIN, '--no-memory']) == (
+        "error: 'torchvision::resnet51': torchvision.models has no model "
+        "'resnet51' (e.g. torchvision::resnet50)")

@@ -50,7 +50,7 @@ def small_benchmark_args(argv, tmp_path):
 def test_the_page_runs_these_commands():
     names = [argv[1] for argv in doc_commands()]
     assert names == ['tools/analysis/device_check.sh'] + [
-        'tools/analysis/benchmark.py'] * 3
+        'tools/analysis/benchmark.py'] * 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU run')
@@ -97,11 +97,15 @@ def test_benchmark_commands_on_a_toy_backbone(tmp_path):
     for argv in commands:
         run_tool(small_benchmark_args(argv, tmp_path) + ['--no-memory'],
                  cwd=tmp_path)
-    fp32, bf16 = (json.loads((tmp_path / f'swin_{d}.json').read_text())
-                  for d in ('fp32', 'bf16'))
-    assert (fp32['dtype'], bf16['dtype']) == ('fp32', 'bf16')
-    assert fp32['compile'] is None
-    assert [r['compile'] for r in bf16['results']['infer']] == [None, None]
+    both = json.loads((tmp_path / 'swin_bf16.json').read_text())
+    assert both['dtype'] == ['fp32', 'bf16'] and both['compile'] is None
+    for rows in both['results'].values():
+        assert [(r['dtype'], r['compile']) for r in rows] == [
+            ('fp32', None)] * 2 + [('bf16', None)] * 2
+        for fp32, bf16 in zip(rows[:2], rows[2:]):
+            assert bf16['dtype_speedup'] == pytest.approx(
+                fp32['median_s'] / bf16['median_s'])
+            assert fp32['dtype_speedup'] == 1
 
     table = (tmp_path / 'compile.md').read_text()
     rows = [line for line in table.splitlines() if line.startswith('| `')]

@@ -17,6 +17,10 @@ entries compare the cost of their architectures on the same inputs.
   backward and an SGD step; for a backbone alone, the mean of its outputs as
   the loss.
 
+A ``torchvision::NAME`` entry is ``torchvision.models.NAME()`` (the baseline
+of the classifiers, e.g. ``resnet50``): inference is its forward pass, the
+train step its cross-entropy on random labels.
+
 With ``compile`` set, the model (or backbone) is wrapped in
 ``torch.compile`` with that backend: a step then runs the compiled forward
 pass (and the backward pass AOT autograd made for it); the first step of
@@ -30,8 +34,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# entries of torchvision.models classifiers: torchvision::resnet50
+TORCHVISION = 'torchvision::'
 
 
 def peak_rss_mib() -> float:
@@ -167,18 +174,13 @@ class Entry:
     def __init__(self, spec: str, batch: int, shape: Sequence[int],
                  device: str = 'cpu', dtype: str = 'fp32',
                  cfg_options: dict = None, compile: Optional[str] = None):
-        from .config_complexity import build_model, read_config
-        config, _, part = spec.rpartition(':')
-        if part != 'backbone':
-            config, part = spec, 'model'
-        self.spec, self.part = spec, part
-        cfg = read_config(config)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
+        self.spec = spec
         torch.manual_seed(0)
-        model, scope = build_model(cfg, inference=False)
-        if part == 'backbone':
-            model = model.backbone
+        if spec.startswith(TORCHVISION):
+            model, scope, part = _torchvision_model(spec), None, 'torchvision'
+        else:
+            model, scope, part = _config_model(spec, cfg_options)
+        self.part = part
         self.device = torch.device(device)
         self.model = model.to(self.device)
         # the module itself is what the steps call: its data preprocessor
@@ -192,10 +194,12 @@ class Entry:
         # per mode (training or not): the inputs and data samples
         gen = torch.Generator().manual_seed(1)
         h, w = shape
-        if part == 'backbone':
+        if part in ('backbone', 'torchvision'):
             images = torch.randn(batch, 3, h, w, generator=gen).to(
                 self.device)
-            self.batches = {True: (images, None), False: (images, None)}
+            labels = torch.randint(0, 1000, (batch, ), generator=gen).to(
+                self.device)
+            self.batches = {True: (images, labels), False: (images, None)}
             return
         samples = _synthetic_samples(scope, batch, shape, _num_classes(model),
                                      gen)
@@ -216,7 +220,7 @@ class Entry:
         self.model.eval()
         inputs, samples = self.batches[False]
         with torch.no_grad(), self._autocast():
-            if self.part == 'backbone':
+            if self.part in ('backbone', 'torchvision'):
                 self.forward(inputs)
             else:
                 self.forward(inputs, samples, mode='predict')
@@ -229,6 +233,8 @@ class Entry:
             if self.part == 'backbone':
                 outs = self.forward(inputs)
                 loss = sum(out.float().mean() for out in outs)
+            elif self.part == 'torchvision':
+                loss = F.cross_entropy(self.forward(inputs).float(), samples)
             else:
                 losses = self.forward(inputs, samples, mode='loss')
                 loss, _ = self.model.parse_losses(losses)
@@ -238,6 +244,32 @@ class Entry:
 
     def step(self, mode: str) -> Callable[[], object]:
         return self.train_step if mode == 'train' else self.infer
+
+
+def _config_model(spec: str, cfg_options: Optional[dict]) -> tuple:
+    """``(model, scope, part)`` of a ``CONFIG`` or ``CONFIG:backbone``
+    entry."""
+    from .config_complexity import build_model, read_config
+    config, _, part = spec.rpartition(':')
+    if part != 'backbone':
+        config, part = spec, 'model'
+    cfg = read_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model, scope = build_model(cfg, inference=False)
+    return (model.backbone if part == 'backbone' else model), scope, part
+
+
+def _torchvision_model(spec: str) -> nn.Module:
+    """The ``torchvision.models`` classifier a ``torchvision::NAME`` entry
+    names, with random weights."""
+    import torchvision
+    name = spec[len(TORCHVISION):]
+    builder = getattr(torchvision.models, name, None)
+    if not name.islower() or not callable(builder):
+        raise ValueError(f'{spec!r}: torchvision.models has no model '
+                         f'{name!r} (e.g. {TORCHVISION}resnet50)')
+    return builder()
 
 
 def memory_of(entry: Entry, mode: str, steps: int = 2) -> Dict[str, float]:
@@ -287,7 +319,8 @@ def markdown_table(result: dict) -> str:
     height, width = result['shape']
     lines = [
         f"{result['device_name']} ({result['device']}), batch "
-        f"{result['batch']}, {height}x{width}, {result['dtype']}, torch "
+        f"{result['batch']}, {height}x{width}, "
+        f"{'/'.join(result['dtype'])}, torch "
         f"{result['torch']}, {result['warmup']} warm-up + {result['runs']} "
         'runs', '',
         f'| entry | mode | median ms (min-max) | images/s | ratio | '
@@ -296,6 +329,9 @@ def markdown_table(result: dict) -> str:
     for mode, rows in result['results'].items():
         for row in rows:
             entry = f"`{row['entry']}`"
+            if len(result['dtype']) > 1:
+                entry += (f" {row['dtype']} ({row['dtype_speedup']:.2f}x "
+                          f"{result['dtype'][0]} speed)")
             if row.get('compile'):
                 entry += (f" compiled ({row['compile']}, "
                           f"{row['compile_speedup']:.2f}x eager speed)")

@@ -3,18 +3,24 @@ same inputs: train step (forward + backward + SGD step) and/or inference.
 
 Usage:
     python tools/analysis/benchmark.py ENTRY [ENTRY ...] [--mode both]
-        [--batch 8] [--shape 224 224] [--dtype fp32|bf16|fp16]
+        [--batch 8] [--shape 224 224] [--dtype fp32 [bf16 ...]]
         [--device cpu|cuda] [--runs 5] [--warmup 2] [--threads N]
         [--compile [BACKEND]] [--no-memory] [--json OUT] [--markdown MD]
 
 ENTRY is ``CONFIG`` (the whole model, e.g. a detector with its
 post-processing) or ``CONFIG:backbone`` (its backbone alone); CONFIG is a
-file or a ``package::path`` config. Example, SwinACmix-T against mmdet's
-Swin-T at 224², batch 8::
+file or a ``package::path`` config. ``torchvision::NAME`` is a classifier of
+``torchvision.models`` (e.g. ``torchvision::resnet50``, trained with
+cross-entropy). Example, SwinACmix-T against mmdet's Swin-T at 224², batch
+8::
 
     python tools/analysis/benchmark.py \\
         configs/mask_rcnn_swin_acmix_t_1x_coco.py:backbone \\
         mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:backbone
+
+``--dtype`` takes several values (``--dtype fp32 bf16``): every entry is
+measured in each, and each row gives its speed-up over the entry's row in
+the first dtype (``dtype_speedup``).
 
 ``--compile`` measures every entry twice, eager and wrapped in
 ``torch.compile`` (backend ``inductor`` unless named, e.g. ``--compile
@@ -61,8 +67,10 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224],
                         metavar=('H', 'W'))
-    parser.add_argument('--dtype', choices=list(DTYPES), default='fp32',
-                        help='fp32, or bf16 / fp16 autocast')
+    parser.add_argument('--dtype', choices=list(DTYPES), nargs='+',
+                        default=['fp32'],
+                        help='fp32, or bf16 / fp16 autocast; several: '
+                        'every entry in each')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--runs', type=int, default=5,
                         help='timed steps per entry and mode (alternated)')
@@ -85,9 +93,11 @@ def parse_args(argv=None):
     parser.add_argument('--memory-child', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if (len(args.entries) < 2 and args.compile is None
-            and args.memory_child is None):
+            and len(args.dtype) < 2 and args.memory_child is None):
         parser.error('give at least two entries to compare (or one with '
-                     '--compile)')
+                     '--compile or several --dtype)')
+    if len(set(args.dtype)) < len(args.dtype):
+        parser.error(f'--dtype names a dtype twice: {args.dtype}')
     for name, least in (('batch', 1), ('runs', 1), ('warmup', 0),
                         ('threads', 1)):
         value = getattr(args, name)
@@ -114,21 +124,23 @@ def _modes(args):
 
 
 def _rows(args):
-    """``(spec, backend)`` of every measured row: the entries eager, then
-    compiled with ``--compile``."""
-    rows = [(spec, None) for spec in args.entries]
+    """``(spec, dtype, backend)`` of every measured row: the entries eager
+    in every dtype, then compiled with ``--compile``."""
+    rows = [(spec, dtype, None) for dtype in args.dtype
+            for spec in args.entries]
     if args.compile is not None:
-        rows += [(spec, args.compile) for spec in args.entries]
+        rows += [(spec, dtype, args.compile) for spec, dtype, _ in rows]
     return rows
 
 
-def _label(spec, backend):
-    return spec if backend is None else f'{spec} [compiled: {backend}]'
+def _label(spec, dtype, backend, dtypes=('fp32', )):
+    label = spec if list(dtypes) == ['fp32'] else f'{spec} [{dtype}]'
+    return label if backend is None else f'{label} [compiled: {backend}]'
 
 
 def _build(args, index):
-    spec, backend = _rows(args)[index]
-    return Entry(spec, args.batch, args.shape, args.device, args.dtype,
+    spec, dtype, backend = _rows(args)[index]
+    return Entry(spec, args.batch, args.shape, args.device, dtype,
                  args.cfg_options, backend)
 
 
@@ -137,7 +149,7 @@ def _child_argv(args, index):
     argv = [sys.executable, __file__, *args.entries,
             '--memory-child', str(index), '--mode', args.mode,
             '--batch', str(args.batch), '--shape', *map(str, args.shape),
-            '--dtype', args.dtype, '--device', args.device]
+            '--dtype', *args.dtype, '--device', args.device]
     if args.threads:
         argv += ['--threads', str(args.threads)]
     if args.compile is not None:
@@ -168,7 +180,7 @@ def measure_memory(args, index):
     proc = subprocess.run(_child_argv(args, index), capture_output=True,
                           text=True)
     if proc.returncode != 0:
-        label = _label(*_rows(args)[index])
+        label = _label(*_rows(args)[index], args.dtype)
         raise RuntimeError(f'memory process for {label} failed:\n'
                            f'{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -190,11 +202,12 @@ def run(args) -> dict:
     """Time (and measure the memory of) the entries of ``args``; print
     the table and write the JSON."""
     print(f'batch {args.batch}, {args.shape[0]}x{args.shape[1]}, '
-          f'{args.dtype}, {args.device}, {torch.get_num_threads()} CPU '
+          f'{"/".join(args.dtype)}, {args.device}, '
+          f'{torch.get_num_threads()} CPU '
           f'threads, {args.warmup} warm-up + {args.runs} runs', flush=True)
     entries = []
     for index, row in enumerate(_rows(args)):
-        print(f'building {_label(*row)}', flush=True)
+        print(f'building {_label(*row, args.dtype)}', flush=True)
         entries.append(_build(args, index))
     result = dict(
         entries=args.entries, batch=args.batch, shape=args.shape,
@@ -206,19 +219,28 @@ def run(args) -> dict:
     for mode in _modes(args):
         times = alternated_times(entries, mode, args.runs, args.warmup,
                                  log=lambda line: print(line, flush=True))
-        rows = [dict(summary(t), entry=spec, compile=backend)
-                for (spec, backend), t in zip(_rows(args), times)]
-        for row in rows:
+        rows = [dict(summary(t), entry=spec, dtype=dtype, compile=backend)
+                for (spec, dtype, backend), t in zip(_rows(args), times)]
+        count, eager_rows = len(args.entries), len(rows)
+        if args.compile is not None:
+            eager_rows //= 2
+        for index, row in enumerate(rows):
             row['images_per_s'] = args.batch / row['median_s']
-            row['ratio'] = row['median_s'] / rows[0]['median_s']
-        for eager, compiled in zip(rows, rows[len(args.entries):]):
+            # to the first entry in the same dtype and form
+            first = rows[index - index % count]
+            row['ratio'] = row['median_s'] / first['median_s']
+            if len(args.dtype) > 1:  # to the entry in the first dtype
+                base = rows[index % count + index // eager_rows * eager_rows]
+                row['dtype_speedup'] = base['median_s'] / row['median_s']
+        for eager, compiled in zip(rows, rows[eager_rows:]):
             compiled['compile_speedup'] = (eager['median_s'] /
                                            compiled['median_s'])
         result['results'][mode] = rows
     del entries
     if not args.no_memory:
         for index, row in enumerate(_rows(args)):
-            print(f'peak memory of {_label(*row)}', flush=True)
+            print(f'peak memory of {_label(*row, args.dtype)}',
+                  flush=True)
             for mode, memory in measure_memory(args, index).items():
                 result['results'][mode][index]['memory'] = memory
     _print_table(result)
@@ -237,7 +259,7 @@ def _print_table(result):
     unit = 'max allocated' if result['device'] == 'cuda' else 'peak RSS'
     for mode, rows in result['results'].items():
         print(f'\n{mode}: median (min-max), images/s, ratio to the first '
-              f'entry, {unit} (rise)')
+              f'entry (same dtype and form), {unit} (rise)')
         for row in rows:
             line = (f'  {row["median_s"] * 1e3:8.1f} ms '
                     f'({row["min_s"] * 1e3:.1f}-{row["max_s"] * 1e3:.1f})'
@@ -247,9 +269,14 @@ def _print_table(result):
             if memory:
                 line += (f' {memory["peak_mib"]:8.0f} MiB '
                          f'(+{memory["rise_mib"]:.0f})')
+            if 'dtype_speedup' in row:
+                line += (f' ({row["dtype_speedup"]:.2f}x '
+                         f'{result["dtype"][0]} speed)')
             if 'compile_speedup' in row:
                 line += f' ({row["compile_speedup"]:.2f}x eager speed)'
-            print(f'{line}  {_label(row["entry"], row["compile"])}')
+            label = _label(row['entry'], row['dtype'], row['compile'],
+                           result['dtype'])
+            print(f'{line}  {label}')
 
 
 if __name__ == '__main__':
