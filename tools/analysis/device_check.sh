@@ -8,14 +8,14 @@
 #   2. tools/dist_train.sh on a toy config with 1 process: NCCL, --amp;
 #   3. the benchmark table on CUDA (tools/analysis/benchmark.py): ours vs
 #      the stock baselines (SwinACmix-T vs mmdet's Swin-T, PVTACmix-S vs
-#      mmdet's PVT-S, ResNet-ACmix-50 vs ResNet-50 (mmpretrain's, the
-#      torchvision architecture), backbones at batch 8, 224x224, fp32 and
-#      bf16 autocast, train step and inference, torch.cuda
+#      mmdet's PVT-S (backbones), the ResNet-ACmix-50 classifier vs
+#      torchvision's ResNet-50) at batch 8, 224x224, fp32 and bf16
+#      autocast, train step and inference, torch.cuda
 #      max_memory_allocated.
 #
 # Usage: bash tools/analysis/device_check.sh [OUT_DIR]
 #   OUT_DIR defaults to $OUT when set, else work_dirs/device_check. It gets
-#   pytest.log, dist_train/ (toy data, logs), benchmark_<pair>_<dtype>.json,
+#   pytest.log, dist_train/ (toy data, logs), benchmark_<pair>.json,
 #   benchmark.md (the tables) and summary.txt.
 #
 # It sets nothing up; it expects the project's environment: Python with
@@ -107,25 +107,22 @@ section "3. benchmark: ours vs the stock baselines, CUDA, batch 8, 224x224"
 PAIRS=(
     "swin_t mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:backbone configs/mask_rcnn_swin_acmix_t_1x_coco.py:backbone"
     "pvt_s mmdet::pvt/retinanet_pvt-s_fpn_1x_coco.py:backbone configs/retinanet_pvt_acmix_s_1x_coco.py:backbone"
-    "resnet50 mmpretrain::resnet/resnet50_8xb32_in1k.py:backbone configs/resnet_acmix_50_in1k.py:backbone"
+    "resnet50 torchvision::resnet50 configs/resnet_acmix_50_in1k.py"
 )
 if [ "$HAS_CUDA" = 1 ]; then
     MD=$OUT_DIR/benchmark.md
     echo "# device_check.sh benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))" \
         > "$MD"
     echo >> "$MD"
-    for dtype in fp32 bf16; do
-        for pair in "${PAIRS[@]}"; do
-            read -r name baseline ours <<< "$pair"
-            echo "-- $name, $dtype"
-            "$PYTHON" tools/analysis/benchmark.py "$baseline" "$ours" \
-                --device cuda --dtype "$dtype" --batch 8 --shape 224 224 \
-                --runs "$BENCH_RUNS" --warmup "$BENCH_WARMUP" \
-                ${COMPILE:+--compile "$COMPILE"} \
-                --json "$OUT_DIR/benchmark_${name}_${dtype}.json" \
-                --markdown "$MD"
-            result "benchmark $name $dtype" $?
-        done
+    for pair in "${PAIRS[@]}"; do
+        read -r name baseline ours <<< "$pair"
+        echo "-- $name, fp32 and bf16"
+        "$PYTHON" tools/analysis/benchmark.py "$baseline" "$ours" \
+            --device cuda --dtype fp32 bf16 --batch 8 --shape 224 224 \
+            --runs "$BENCH_RUNS" --warmup "$BENCH_WARMUP" \
+            ${COMPILE:+--compile "$COMPILE"} \
+            --json "$OUT_DIR/benchmark_${name}.json" --markdown "$MD"
+        result "benchmark $name" $?
     done
     echo "tables: $MD"
 else
