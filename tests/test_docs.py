@@ -100,6 +100,14 @@ E2E = 'tests/test_e2e.py::'
 PAPER_TOOLS = 'tests/test_paper_tools.py::'
 DIST_TOY = E2E + 'test_dist_train_two_cpu_processes'
 COVERED_BY = [
+    # minutes of inductor compiling
+    CoveredBy(
+        'python tools/analysis/benchmark.py '
+        'configs/retinanet_pvt_acmix_s_1x_coco.py:backbone --mode train '
+        '--batch 8 --runs 5 --warmup 1 --threads 2 --compile --no-memory',
+        ('tests/test_performance_checks.py::'
+         'test_benchmark_commands_on_a_toy_backbone', ),
+        'a --compile run (aot_eager) on a toy backbone'),
     # the two commands and the environment
     CoveredBy('bash tools/run_tests.sh', ('.ci/run', ),
               'CI runs it on every change'),
