@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -50,6 +51,16 @@ def run_tool(args, cwd, timeout=600, check=True, **env):
             f'--- stdout ---\n{proc.stdout[-4000:]}\n'
             f'--- stderr ---\n{proc.stderr[-6000:]}')
     return proc
+
+
+def wait_for_file(path, proc, timeout=300, poll=0.2):
+    """Wait until ``path`` exists while ``proc`` runs (its first checkpoint,
+    say); fail if ``proc`` ends first or ``timeout`` seconds pass."""
+    deadline = time.time() + timeout
+    while not Path(path).exists():
+        assert proc.poll() is None, f'the process ended before {path}'
+        assert time.time() < deadline, f'no {path} within {timeout} s'
+        time.sleep(poll)
 
 
 def printed_metrics(proc):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import (REPO_ROOT, logged_train_iters, printed_metrics, run_tool,
-                     tool_env)
+                     tool_env, wait_for_file)
 
 DET = REPO_ROOT / 'configs/toy/mask_rcnn_swin_acmix_toy_coco.py'
 SEG = REPO_ROOT / 'configs/toy/fpn_swin_acmix_toy_ade20k.py'
@@ -68,11 +68,7 @@ def test_killed_run_resumes_from_last_checkpoint(toy_workspace):
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 300
-        while not (work_dir / 'epoch_1.pth').exists():
-            assert proc.poll() is None, 'training ended before a checkpoint'
-            assert time.time() < deadline, 'no checkpoint within 300 s'
-            time.sleep(0.5)
+        wait_for_file(work_dir / 'epoch_1.pth', proc, poll=0.5)
         time.sleep(1)  # into epoch 2, not at its end
         proc.send_signal(signal.SIGKILL)
         proc.wait()

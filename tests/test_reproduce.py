@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO_ROOT, TOOLS, load_tool, run_tool, tool_env
+from helpers import (REPO_ROOT, TOOLS, load_tool, run_tool, tool_env,
+                     wait_for_file)
 
 TOY = REPO_ROOT / 'configs/toy/retinanet_pvt_acmix_toy_coco.py'
 RETINANET = ['retinanet_resnet_acmix_50_1x_coco',
@@ -214,11 +215,7 @@ def test_killed_row_resumes(toy_workspace, tmp_path):
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 300
-        while not (work_dir / 'epoch_1.pth').exists():
-            assert proc.poll() is None, 'reproduce ended before a checkpoint'
-            assert time.time() < deadline, 'no checkpoint within 300 s'
-            time.sleep(0.2)
+        wait_for_file(work_dir / 'epoch_1.pth', proc)
     finally:
         # reproduce, torchrun and its workers (torchrun starts each worker
         # in a session of its own, so killing reproduce's leaves them)

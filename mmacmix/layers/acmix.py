@@ -340,8 +340,8 @@ class MixingRates(nn.Module):
         that accumulates into ``conv_out``: the convolution path's output
         ``rate2 * conv + rate1 * proj.bias`` (pass ``rate2`` and
         :meth:`conv_bias` to :class:`ACmixConvPath`). No elementwise pass
-        over the maps; ``conv_out`` (``(..., C)``, contiguous, as is
-        ``attention``) is overwritten and returned."""
+        over the maps; ``conv_out`` (``(..., C)``) is overwritten and
+        returned, ``attention`` (the same shape) may have any strides."""
         channels = conv_out.shape[-1]
         weight = (self.rate1 * proj.weight).to(conv_out.dtype).t()
         attention = attention.reshape(-1, attention.shape[-1]).to(weight)

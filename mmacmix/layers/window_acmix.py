@@ -1,6 +1,7 @@
 """ACmix with (shifted) window attention, the operator of Swin-ACmix."""
 import functools
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -193,18 +194,17 @@ class WindowACmix(nn.Module):
             mask = shifted_window_mask(padded_h, padded_w, ws, shift,
                                        qkv.device)
         attention = self._window_attention(qkv, mask)
+        rates = self.rates
+        conv = self._conv_path(conv_in, rates.rate2,
+                               rates.conv_bias(self.proj))
         if not padded:
-            rates = self.rates
-            conv = self._conv_path(conv_in, rates.rate2,
-                                   rates.conv_bias(self.proj))
             out = rates.mix_projected(attention, self.proj, conv)
             return torch.roll(out, (shift, shift), (1, 2)) if shift else out
-        attention = self.proj(attention)
-        conv = self._conv_path(conv_in)
         if shift:
             attention = torch.roll(attention, (shift, shift), (1, 2))
             conv = torch.roll(conv, (shift, shift), (1, 2))
-        return self.rates(attention[:, :height, :width], conv)
+        return rates.mix_projected(attention[:, :height, :width], self.proj,
+                                   conv)
 
     def _export_forward(self, x: Tensor) -> Tensor:
         """:meth:`forward` while exporting. The sizes may be symbolic, so
@@ -229,14 +229,18 @@ class WindowACmix(nn.Module):
                                        x.device)
         # as in forward: the attention's windows shift over the padded map,
         # the convolution path over the real pixels
-        conv = self._conv_path(_gather_rolled(qkv, shift, real, real))
+        rates = self.rates
+        conv = self._conv_path(
+            _gather_rolled(qkv, shift, real, real), rates.rate2,
+            rates.conv_bias(self.proj))
         attention = self._window_attention(
             _gather_rolled(qkv, shift, padded, padded), mask)
-        attention = _gather_rolled(self.proj(attention), -shift, real, padded)
-        return self.rates(attention, _gather_rolled(conv, -shift, real, real))
+        return rates.mix_projected(
+            _gather_rolled(attention, -shift, real, padded), self.proj,
+            _gather_rolled(conv, -shift, real, real))
 
-    def _conv_path(self, qkv: Tensor, rate: Tensor = None,
-                   bias: Tensor = None) -> Tensor:
+    def _conv_path(self, qkv: Tensor, rate: Tensor,
+                   bias: Optional[Tensor]) -> Tensor:
         """The convolution path on the projections ``(B, H, W, 3C)``
         (d-major channels), ``(B, H, W, C)``, times ``rate``, plus ``bias``
         (see :meth:`ACmixConvPath.forward`)."""

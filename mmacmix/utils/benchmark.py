@@ -197,8 +197,9 @@ class Entry:
         if part in ('backbone', 'torchvision'):
             images = torch.randn(batch, 3, h, w, generator=gen).to(
                 self.device)
-            labels = torch.randint(0, 1000, (batch, ), generator=gen).to(
-                self.device)
+            # a torchvision classifier trains on labels, a backbone on none
+            labels = None if part == 'backbone' else torch.randint(
+                0, 1000, (batch, ), generator=gen).to(self.device)
             self.batches = {True: (images, labels), False: (images, None)}
             return
         samples = _synthetic_samples(scope, batch, shape, _num_classes(model),
