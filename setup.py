@@ -1,3 +1,4 @@
+import os
 import os.path as osp
 import shutil
 from setuptools import find_packages, setup
@@ -19,20 +20,22 @@ def read_requirements(path):
 
 
 class BuildPyWithMim(build_py):
-    """``build_py`` that also copies :data:`MIM_FILES` into
-    ``mmacmix/.mim/`` of the build, so the wheel carries them (as mmdet and
-    mmpretrain ship theirs). The source tree is left as it is; an editable
-    install has no ``.mim`` and keeps the configs in the checkout."""
+    """``build_py`` that also puts :data:`MIM_FILES` under ``mmacmix/.mim/``,
+    where ``mim`` and the package look for them (as mmdet and mmpretrain
+    ship theirs): copies in the build of a wheel, links to the checkout's
+    files in an editable install."""
 
     def run(self):
         super().run()
-        if self.editable_mode:
-            return
-        mim_dir = osp.join(self.build_lib, 'mmacmix', '.mim')
         for name in MIM_FILES:
             if not osp.exists(name):
                 raise FileNotFoundError(
                     f'{name} is missing: build from a checkout or an sdist')
+        if self.editable_mode:
+            self.link_into_checkout()
+            return
+        mim_dir = osp.join(self.build_lib, 'mmacmix', '.mim')
+        for name in MIM_FILES:
             target = osp.join(mim_dir, name)
             if osp.isdir(name):
                 shutil.copytree(
@@ -41,6 +44,18 @@ class BuildPyWithMim(build_py):
             else:
                 self.mkpath(mim_dir)
                 shutil.copyfile(name, target)
+
+    @staticmethod
+    def link_into_checkout():
+        mim_dir = osp.join('mmacmix', '.mim')
+        os.makedirs(mim_dir, exist_ok=True)
+        for name in MIM_FILES:
+            link = osp.join(mim_dir, name)
+            if osp.islink(link) or osp.isfile(link):
+                os.remove(link)
+            elif osp.isdir(link):
+                shutil.rmtree(link)
+            os.symlink(osp.join('..', '..', name), link)
 
 
 version = {}

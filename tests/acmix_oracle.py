@@ -1,6 +1,6 @@
 """The plain ``nn.Unfold`` formulation of ResNet-ACmix's sliding-window
 attention (the official code's) as a layer, the oracle of the tests and the
-baseline of ``tools/analysis/benchmark_unfold.py``.
+baseline of ``.dev_scripts/benchmark_unfold.py``.
 
 It copies every key, value and positional encoding 49 times. The
 formulation itself is the library's export path

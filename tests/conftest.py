@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmacmix.utils import toy_data
+from mmacmix.datasets import toy_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ def pytest_configure(config):
         "addopts of pyproject.toml); -m slow runs them")
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA device (skipped without one); '
-        '-m cuda selects them, tools/analysis/device_check.sh runs them')
+        '-m cuda selects them, .dev_scripts/device_check.sh runs them')
 
 
 def _reference_candidates():

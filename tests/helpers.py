@@ -39,8 +39,10 @@ def load_tool(relpath):
 
 
 def run_tool(args, cwd, timeout=600, check=True, **env):
-    """Run ``python tools/<args...>`` (or a .sh launcher) from ``cwd``."""
-    script = TOOLS / args[0]
+    """Run ``python tools/<args...>`` (or a .sh launcher; a developer
+    script as ``.dev_scripts/<name>``) from ``cwd``."""
+    script = (REPO_ROOT / args[0] if args[0].startswith('.dev_scripts/') else
+              TOOLS / args[0])
     cmd = (['bash', str(script)] if script.suffix == '.sh' else
            [sys.executable, str(script)]) + [str(a) for a in args[1:]]
     proc = subprocess.run(cmd, cwd=cwd, env=tool_env(**env), timeout=timeout,

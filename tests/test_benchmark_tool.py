@@ -1,4 +1,5 @@
-"""tools/analysis/benchmark.py on two tiny entries: the JSON it writes holds
+"""tools/analysis_tools/benchmark.py on two tiny entries: the JSON it writes
+holds
 what it measured, ratios to the first entry, and the peak memory of a
 process per entry; bad input fails clearly."""
 import importlib.util
@@ -17,7 +18,7 @@ def test_side_by_side_report(tmp_path):
     post-processing, train step with synthetic boxes and masks)."""
     out = tmp_path / 'bench.json'
     entries = [f'{SWIN}:backbone', PVT]
-    proc = run_tool(['analysis/benchmark.py', *entries, '--batch', '2',
+    proc = run_tool(['analysis_tools/benchmark.py', *entries, '--batch', '2',
                      '--shape', '64', '96', '--runs', '3', '--warmup', '1',
                      '--threads', '1', '--json', out], cwd=tmp_path)
     result = json.loads(out.read_text())
@@ -41,14 +42,14 @@ def test_side_by_side_report(tmp_path):
 
 
 def test_bad_input(tmp_path):
-    proc = run_tool(['analysis/benchmark.py', SWIN], cwd=tmp_path,
+    proc = run_tool(['analysis_tools/benchmark.py', SWIN], cwd=tmp_path,
                     check=False)
     assert proc.returncode != 0 and 'at least two entries' in proc.stderr
-    proc = run_tool(['analysis/benchmark.py', SWIN, 'no/such/config.py',
+    proc = run_tool(['analysis_tools/benchmark.py', SWIN, 'no/such/config.py',
                      '--no-memory'], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "no config file 'no/such/config.py'" in proc.stderr
-    proc = run_tool(['analysis/benchmark.py', SWIN, '--compile', 'nope'],
+    proc = run_tool(['analysis_tools/benchmark.py', SWIN, '--compile', 'nope'],
                     cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "unknown torch.compile backend 'nope'" in proc.stderr
@@ -60,7 +61,7 @@ def test_tensor_memory_counts_live_tensors():
     (the measure of ``benchmark_unfold.py``'s peak memory)."""
     import torch
 
-    from mmacmix.utils.benchmark import tensor_memory_mib, tensors_mib
+    from mmacmix.analysis.benchmark import tensor_memory_mib, tensors_mib
     kept = []
 
     def work():
@@ -76,10 +77,10 @@ def test_tensor_memory_counts_live_tensors():
 
 
 def benchmark_exit(argv):
-    """tools/analysis/benchmark.py's ``main`` on bad input: the status or
+    """tools/analysis_tools/benchmark.py's ``main`` on bad input: the status or
     message it exits with (a message is printed as one line, status 1)."""
     spec = importlib.util.spec_from_file_location(
-        'benchmark', REPO_ROOT / 'tools/analysis/benchmark.py')
+        'benchmark', REPO_ROOT / 'tools/analysis_tools/benchmark.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     with pytest.raises(SystemExit) as stop:
@@ -120,9 +121,10 @@ def test_torchvision_baseline_in_two_dtypes(tmp_path):
     out = tmp_path / 'bench.json'
     resnet = str(REPO_ROOT / 'configs/resnet_acmix_26_in1k.py')
     entries = ['torchvision::resnet18', resnet]
-    proc = run_tool(['analysis/benchmark.py', *entries, '--dtype', 'fp32',
-                     'bf16', '--batch', '1', '--shape', '64', '64', '--runs',
-                     '2', '--warmup', '1', '--threads', '1', '--no-memory',
+    proc = run_tool(['analysis_tools/benchmark.py', *entries, '--dtype',
+                     'fp32', 'bf16', '--batch', '1', '--shape', '64', '64',
+                     '--runs', '2', '--warmup', '1', '--threads', '1',
+                     '--no-memory',
                      '--json', out, '--markdown', tmp_path / 'bench.md'],
                     cwd=tmp_path)
     result = json.loads(out.read_text())

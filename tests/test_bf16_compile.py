@@ -1,7 +1,7 @@
 """bf16 autocast on the CPU and torch.compile, for every backbone family
 (SwinACmix, PVTACmix, ResNetACmix, SANACmix); mmcv's NMS, RoIAlign and
 sigmoid focal loss under bf16 (run in float32 by
-:mod:`mmacmix.utils.compat`) and the toy detectors that use them.
+:mod:`mmacmix.engine.patches`) and the toy detectors that use them.
 
 bf16 tolerances: bf16 keeps 8 significant bits, a unit round-off of
 ``2**-8 = 0.0039``. Each ACmix operator under autocast measured a relative
@@ -34,10 +34,10 @@ from mmcv.ops.nms import NMSop
 from mmcv.ops.roi_align import RoIAlignFunction
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from mmacmix.analysis.benchmark import Entry
 from mmacmix.layers import SlidingACmix, WindowACmix
 from mmacmix.layers.patchwise_acmix import PatchwiseACmix
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
-from mmacmix.utils.benchmark import Entry
 
 from helpers import REPO_ROOT, SMALL_BACKBONES, small_backbone, tool_env
 
@@ -188,12 +188,12 @@ def test_inductor_train_step_matches_eager(name):
     assert relative_error(compiled[1], eager[1]) < 1e-3
 
 
-# mmcv's compiled ops under bf16 autocast (mmacmix.utils.compat)
+# mmcv's compiled ops under bf16 autocast (mmacmix.engine.patches)
 
 
 def unpatched(function):
     """mmcv's own autograd function ``function``, without the float32
-    wrappers of :mod:`mmacmix.utils.compat`."""
+    wrappers of :mod:`mmacmix.engine.patches`."""
     methods = {
         name: staticmethod(getattr(function, name).__wrapped__)
         for name in ('forward', 'backward') if hasattr(
@@ -322,15 +322,15 @@ def test_mmdet_binds_float32_batched_nms():
         assert module.batched_nms.__wrapped__ is wrapped, name
     # torchvision (which mmdet imports) needs mmacmix's fix to import here:
     # its module alone, loaded from its file (not the package's fixes)
-    fix = 'mmacmix.utils.torchvision_compat'
-    path = REPO_ROOT / 'mmacmix' / 'utils' / 'torchvision_compat.py'
+    fix = 'mmacmix.engine.patches.torchvision'
+    path = REPO_ROOT / 'mmacmix' / 'engine' / 'patches' / 'torchvision.py'
     code = (f'import importlib, importlib.util, sys\n'
             f'spec = importlib.util.spec_from_file_location("{fix}", '
             f'"{path}")\n'
             f'fix = sys.modules["{fix}"] = importlib.util.module_from_spec('
             f'spec)\n'
             f'spec.loader.exec_module(fix)\n'
-            f'fix.make_torchvision_importable()\n'
+            f'fix.apply()\n'
             f'from mmdet.models.dense_heads import rpn_head\n'
             f'assert "mmacmix" not in sys.modules\n'
             f'assert not hasattr(rpn_head.batched_nms, "__wrapped__")\n'

@@ -13,7 +13,7 @@ from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmacmix  # noqa: F401  (installs the safe loader)
-from mmacmix.utils.checkpoint import CheckpointError
+from mmacmix.engine.checkpoint import CheckpointError
 
 SEED = 1234
 

@@ -17,9 +17,10 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
 from torch import nn
 
 import mmacmix  # noqa: F401  (installs the safe loader)
-from mmacmix.utils.checkpoint import (CheckpointError, CheckpointMismatchError,
-                                      UnsafeCheckpointError,
-                                      load_checkpoint_file, require_loaded)
+from mmacmix.engine.checkpoint import (CheckpointError,
+                                       CheckpointMismatchError,
+                                       UnsafeCheckpointError,
+                                       load_checkpoint_file, require_loaded)
 
 from helpers import serve_folder
 

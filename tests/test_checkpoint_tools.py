@@ -13,8 +13,8 @@ from mmengine.config import Config
 from test_checkpoint_safety import save_hostile
 from test_paper_tools import load_tool
 
-from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.config_complexity import build_model
+from mmacmix.analysis.complexity import build_model
+from mmacmix.engine.checkpoint import CheckpointError
 
 from helpers import REPO_ROOT, printed_metrics, run_tool, serve_folder
 
@@ -236,7 +236,7 @@ def test_plot_rates_reads_urls_safely(tmp_path, monkeypatch):
                                'backbone.layer1.0.rate2': torch.tensor(2.)}},
                served / 'rates.pth')
     save_hostile(served / 'evil.pth', tmp_path / 'pwned')
-    tool = load_tool('analysis/plot_rates.py')
+    tool = load_tool('analysis_tools/plot_rates.py')
     with serve_folder(served, max_requests=2) as url:
         assert tool.read_rates(f'{url}/rates.pth') == [
             ('backbone.layer1.0', 1, 0.5, 2.0)]

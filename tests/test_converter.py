@@ -18,7 +18,7 @@ from mmacmix.models.backbones import SwinACmix
 from mmacmix.models.converters import (ConversionError, convert_checkpoint,
                                        convert_state_dict, extract_state_dict,
                                        load_official_checkpoint)
-from mmacmix.utils.saving import atomic_open
+from mmacmix.utils.fileio import atomic_open
 
 TOOL = Path(__file__).parents[1] / 'tools/model_converters/acmix_official.py'
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmacmix.utils.runner import DatasetNotFoundError, check_datasets
+from mmacmix.engine.runner import DatasetNotFoundError, check_datasets
 
 from helpers import REPO_ROOT, TOOLS, logged_train_iters, run_tool
 
@@ -151,7 +151,7 @@ def test_missing_dataset_names_data_root(config, toy_workspace, tmp_path,
                                          monkeypatch):
     """Every toy config finds its data in the toy workspace; elsewhere the
     error names data_root and how to make the toy data."""
-    from mmacmix.utils.runner import load_config
+    from mmacmix.engine.runner import load_config
     cfg = load_config(str(config))
     monkeypatch.chdir(toy_workspace)
     loaders = ['train_dataloader', 'val_dataloader', 'test_dataloader']

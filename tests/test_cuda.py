@@ -3,7 +3,7 @@ float64 oracles, every backbone's forward and backward pass against the
 CPU's, and bf16 / fp16 AMP train steps of every toy config.
 
 Marker ``cuda``; every test here is skipped without CUDA. Run them with
-``pytest -m cuda tests/test_cuda.py`` or ``tools/analysis/device_check.sh``.
+``pytest -m cuda tests/test_cuda.py`` or ``.dev_scripts/device_check.sh``.
 TF32 is off in every test: float32 matrix products and convolutions then
 round as on the CPU, and the tolerances below are those of float32.
 """
@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from mmacmix.engine.runner import build_runner, load_config
 from mmacmix.layers import patchwise_acmix, sliding_acmix
 from mmacmix.layers.patchwise_acmix import (PatchwiseACmix,
                                             patchwise_aggregation,
                                             window_projection)
 from mmacmix.layers.sliding_acmix import SlidingACmix, sliding_window_attention
-from mmacmix.utils.runner import build_runner, load_config
 
 from acmix_oracle import unfold_window_attention
 from acmix_oracle import use_unfold_attention as use_unfold_sliding
@@ -340,7 +340,7 @@ def test_amp_train_steps(toy_workspace, tmp_path, monkeypatch, config,
     scale may overflow at first (its step is then skipped and the scale
     halved), so at least one step of three has finite gradients. The
     detectors' mmcv ops (no bf16 CUDA kernels: ``sigmoid_focal_loss``,
-    ``RoIAlign``) run in float32 (:mod:`mmacmix.utils.compat`)."""
+    ``RoIAlign``) run in float32 (:mod:`mmacmix.engine.patches`)."""
     monkeypatch.chdir(toy_workspace)  # the configs read data/toy
     finite = amp_train_steps(config, dtype, tmp_path)
     if dtype == 'bfloat16':

@@ -31,7 +31,7 @@ from typing import Tuple, Union
 import pytest
 from test_paper_tools import TOY_DET, save_fresh_checkpoint, write_lines
 
-from mmacmix.utils import toy_data
+from mmacmix.datasets import toy_data
 
 from helpers import REPO_ROOT, tool_env
 
@@ -74,26 +74,27 @@ RUN_HERE = [
     Runs(re.compile(r'python tools/[\w/]+\.py --help'), 'usage:'),
     Runs('python tools/misc/make_toy_data.py --out data/toy',
          'toy datasets written to data/toy'),
-    Runs('python tools/analysis/paper_table.py --no-measure', 'not measured',
-         slow=True),
+    Runs('python tools/analysis_tools/paper_table.py --no-measure',
+         'not measured', slow=True),
     # on the workspace's stand-ins for the main job's checkpoint and log
-    Runs(re.compile(r'python tools/analysis/plot_rates\.py '
+    Runs(re.compile(r'python tools/analysis_tools/plot_rates\.py '
                     r'work_dirs/main_job/epoch_8\.pth .*'), 'rate1/rate2'),
-    Runs('python tools/analysis/plot_logs.py work_dirs/main_job',
+    Runs('python tools/analysis_tools/plot_logs.py work_dirs/main_job',
          'coco/bbox_mAP'),
     Runs(re.compile(r'python tools/demo/image_demo\.py \S+\.jpg '
                     r'configs/toy/\S+\.py work_dirs/main_job/epoch_8\.pth '
                     r'.*'), 'detections score >=', slow=True),
     # made small
-    Runs(re.compile(r'python tools/analysis/benchmark_unfold\.py .*'),
+    Runs(re.compile(r'python \.dev_scripts/benchmark_unfold\.py .*'),
          'faster', f'{SMALL_BENCHMARK} --size 112 --skip-memory', slow=True),
     # --compile needs warm-up steps: docs/performance_checks.md's own tests
-    Runs(re.compile(r'python tools/analysis/benchmark\.py (?!.*--compile).*'),
+    Runs(re.compile(
+        r'python tools/analysis_tools/benchmark\.py (?!.*--compile).*'),
          'ratio',
          # 112 px: the smallest ResNet- and SAN-ACmix-50 input is 97
          f'{SMALL_BENCHMARK} --shape 112 112 --no-memory', slow=True),
-    Runs(re.compile(r'python tools/analysis/get_flops\.py .*'), 'FLOPs (G)',
-         '--shape 112 112', slow=True),
+    Runs(re.compile(r'python tools/analysis_tools/get_flops\.py .*'),
+         'FLOPs (G)', '--shape 112 112', slow=True),
 ]
 
 E2E = 'tests/test_e2e.py::'
@@ -102,7 +103,7 @@ DIST_TOY = E2E + 'test_dist_train_two_cpu_processes'
 COVERED_BY = [
     # minutes of inductor compiling
     CoveredBy(
-        'python tools/analysis/benchmark.py '
+        'python tools/analysis_tools/benchmark.py '
         'configs/retinanet_pvt_acmix_s_1x_coco.py:backbone --mode train '
         '--batch 8 --runs 5 --warmup 1 --threads 2 --compile --no-memory',
         ('tests/test_performance_checks.py::'
@@ -379,12 +380,12 @@ def test_covering_tests_exist():
 @pytest.fixture(scope='module')
 def docs_workspace(tmp_path_factory):
     """Where the commands of RUN_HERE run as documented: the repository's
-    tools/, configs/ and tests/ (links; benchmark_unfold.py imports the
-    oracles in tests/), small toy COCO, and stand-ins for what
+    tools/, .dev_scripts/, configs/ and tests/ (links; benchmark_unfold.py
+    loads the oracles in tests/), small toy COCO, and stand-ins for what
     tools/main_job.sh leaves in work_dirs/main_job: a checkpoint of the toy
     Mask R-CNN (freshly built, with the class names) and a log."""
     workspace = tmp_path_factory.mktemp('docs_workspace')
-    for name in ('tools', 'configs', 'tests'):
+    for name in ('tools', '.dev_scripts', 'configs', 'tests'):
         (workspace / name).symlink_to(REPO_ROOT / name)
     (workspace / 'docs').mkdir()
     toy_data.make_coco(workspace / 'data/toy/coco', num_train=2, num_val=2)
@@ -435,7 +436,7 @@ def test_readme_is_short_with_the_card_job_near_the_top():
     commands = [command for _, command in shell_commands(text)]
     for command in CARD_COMMANDS:
         assert command in commands
-    # tools/analysis/paper_table.py rewrites what is between the markers
+    # tools/analysis_tools/paper_table.py rewrites what is between the markers
     starts = [i for i, line in enumerate(lines)
               if line == '<!-- model-zoo-summary:start -->']
     ends = [i for i, line in enumerate(lines)

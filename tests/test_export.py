@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from mmacmix.deployment import (ExportError, FlatOutputs, export_and_check,
+                                export_program)
 from mmacmix.layers import (PatchwiseACmix, SlidingACmix,
                             SpatialReductionACmix, WindowACmix)
 from mmacmix.models.backbones import PVTACmix, ResNetACmix, SANACmix, SwinACmix
-from mmacmix.utils.deployment import (ExportError, FlatOutputs,
-                                      export_and_check, export_program)
 
 from helpers import REPO_ROOT, run_tool
 

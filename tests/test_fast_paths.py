@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch._dynamo as dynamo
 
+from mmacmix.analysis.complexity import complexity
 from mmacmix.layers import SlidingACmix, WindowACmix
 from mmacmix.layers.acmix import ACmixConvPath, paper_formulation
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
-from mmacmix.utils.complexity import complexity
 
 
 def perturb(module, seed=0):

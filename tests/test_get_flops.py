@@ -1,4 +1,4 @@
-"""tools/analysis/get_flops.py and mmacmix.utils.config_complexity: the tool
+"""tools/analysis_tools/get_flops.py and mmacmix.analysis.complexity: the tool
 on a two-stage mmdet, an mmseg and an mmpretrain config without a dataset,
 exact parameter counts, multiply-add FLOPs against hand computations, and
 the fused-attention handle."""
@@ -13,8 +13,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 
 import mmacmix  # noqa: F401  (before mmpretrain/torchvision)
-from mmacmix.utils.complexity import complexity
-from mmacmix.utils.config_complexity import build_model, measure
+from mmacmix.analysis.complexity import build_model, complexity, measure
 
 from helpers import REPO_ROOT, TOOLS
 
@@ -27,7 +26,7 @@ TOY_CONFIGS = {
 
 def load_tool():
     spec = importlib.util.spec_from_file_location(
-        'get_flops', TOOLS / 'analysis' / 'get_flops.py')
+        'get_flops', TOOLS / 'analysis_tools' / 'get_flops.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool

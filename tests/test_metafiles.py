@@ -1,14 +1,14 @@
 """The model index (model-index.yml, configs/metafiles/*.yml): every config
 has one entry, every entry's config exists and builds with the parameter
 count the metafile states, and the paper's numbers are those of
-configs/paper_results.json (tools/misc/make_metafiles.py --check)."""
+configs/paper_results.json (.dev_scripts/make_metafiles.py --check)."""
 import json
 
 import pytest
 import yaml
 from mmengine.config import Config
 
-from mmacmix.utils.config_complexity import build_model
+from mmacmix.analysis.complexity import build_model
 
 from helpers import REPO_ROOT, run_tool
 
@@ -76,7 +76,8 @@ def test_paper_numbers_are_those_of_paper_results():
 
 
 def test_check_passes_and_catches_drift(tmp_path):
-    proc = run_tool(['misc/make_metafiles.py', '--check'], cwd=tmp_path)
+    proc = run_tool(['.dev_scripts/make_metafiles.py', '--check'],
+                    cwd=tmp_path)
     assert proc.stdout.strip() == f'{len(METAFILES) + 1} files up to date'
     paper = json.loads((CONFIGS / 'paper_results.json').read_text())
     name = next(n for n in sorted(MODELS) if paper_numbers(
@@ -86,12 +87,12 @@ def test_check_passes_and_catches_drift(tmp_path):
     row[field] += 1
     drifted = tmp_path / 'paper_results.json'
     drifted.write_text(json.dumps(paper))
-    proc = run_tool(['misc/make_metafiles.py', '--check', '--paper',
+    proc = run_tool(['.dev_scripts/make_metafiles.py', '--check', '--paper',
                      drifted], cwd=tmp_path, check=False)
     assert proc.returncode != 0
     family = MODELS[name]['In Collection'].lower().replace('-', '_')
     assert [line for line in proc.stderr.splitlines()
             if line.startswith('error:')] == [
         f'error: out of date: configs/metafiles/{family}.yml; run python '
-        'tools/misc/make_metafiles.py (with --reuse-counts if only the '
+        '.dev_scripts/make_metafiles.py (with --reuse-counts if only the '
         "paper's numbers changed)"]

@@ -56,7 +56,7 @@ def checkout(tmp_path_factory, toy_root):
     """A copy of the checkout (what a clone holds) with the toy data."""
     copy = tmp_path_factory.mktemp('clone') / 'mmacmix'
     shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(
-        '.git', '.venv', 'work_dirs', 'data', 'build', 'dist',
+        '.git', '.venv', '.mim', 'work_dirs', 'data', 'build', 'dist',
         '__pycache__', '*.egg-info', 'checkpoints', '.pytest_cache'))
     (copy / 'data').symlink_to(toy_root.parent)
     return copy
@@ -173,12 +173,22 @@ def test_mim_train_test_search_from_the_wheel(dists, checkout, toy_root,
     assert package.parent.parent.parent.parent == venv  # lib/python3.X/...
     assert (package / '.mim' / 'model-index.yml').is_file()
 
-    train, test, search = doc_commands('mim ')
+    train, test, search, flops = doc_commands('mim ')
     proc = run(train, env=env, cwd=folder)
     assert str(package / '.mim' / 'tools' / 'train.py') in proc.stdout
     assert (folder / 'work_dirs/swin_acmix_toy_in1k/epoch_1.pth').is_file()
     proc = run(test, env=env, cwd=folder)
     assert 0 <= printed_metrics(proc)['accuracy/top1'] <= 100
+
+    # a tool of the wheel on an installed config, named as mim names it
+    proc = run(flops, env=env, cwd=folder)
+    assert str(package / '.mim' / 'tools' / 'analysis_tools' /
+               'get_flops.py') in proc.stdout
+    (row, ) = [line.split() for line in proc.stdout.splitlines()
+               if line.startswith('swin_acmix_t_in1k.py')]
+    swin_t = metafile_models()['swin_acmix_t_in1k']['Metadata']
+    assert row[1:4] == ['224x224', f'{swin_t["Parameters"] / 1e6:.2f}',
+                        f'{swin_t["FLOPs"] / 1e9:.2f}']
 
     proc = run(search, env=env, cwd=folder)
     models = metafile_models()

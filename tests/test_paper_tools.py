@@ -1,5 +1,5 @@
-"""The reproduction tools: tools/analysis/paper_table.py,
-tools/analysis/plot_rates.py, tools/analysis/plot_logs.py and
+"""The reproduction tools: tools/analysis_tools/paper_table.py,
+tools/analysis_tools/plot_rates.py, tools/analysis_tools/plot_logs.py and
 tools/demo/image_demo.py on toy configs, hand-written logs and checkpoints
 with known values; the numbers they print are checked against those values,
 and bad inputs give clear errors."""
@@ -13,8 +13,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import mmacmix  # noqa: F401  (before mmdet/mmpretrain import torchvision)
-from mmacmix.utils.config_complexity import build_model
-from mmacmix.utils.logs import NoLogsError
+from mmacmix.analysis.complexity import build_model
+from mmacmix.analysis.logs import NoLogsError
 
 from helpers import REPO_ROOT, load_tool, run_tool
 
@@ -78,7 +78,7 @@ def test_paper_table_counts_and_newest_logged_metrics(tmp_path, capsys):
     args = ['--configs', str(TOY_DET), '--shape', '60', '68', '--work-dirs',
             str(work_dirs), '--paper', str(paper_file), '--cache',
             str(tmp_path / 'cache.json')]
-    tool = load_tool('analysis/paper_table.py')
+    tool = load_tool('analysis_tools/paper_table.py')
 
     (row, ) = tool.main(args + ['--json', str(tmp_path / 'rows.json'),
                                 '--csv', str(tmp_path / 'rows.csv')])
@@ -129,7 +129,7 @@ def test_paper_table_lists_every_config_and_paper_row(tmp_path, capsys):
     """Without --configs: every configs/*.py (whatever configs exist: none
     is listed in the tool), no toy config, and every entry of the paper
     data file, each row citing its table among the sources."""
-    tool = load_tool('analysis/paper_table.py')
+    tool = load_tool('analysis_tools/paper_table.py')
     rows = tool.main(['--no-measure', '--no-cache', '--work-dirs',
                       str(tmp_path)])
     table = capsys.readouterr().out
@@ -153,7 +153,7 @@ def test_paper_table_lists_every_config_and_paper_row(tmp_path, capsys):
 
 
 def test_paper_table_unknown_config_errors():
-    tool = load_tool('analysis/paper_table.py')
+    tool = load_tool('analysis_tools/paper_table.py')
     with pytest.raises(ValueError, match="no config matches 'nonexistent'"):
         tool.main(['--configs', 'nonexistent', '--no-measure'])
 
@@ -204,7 +204,7 @@ def test_plot_rates_prints_the_checkpoint_rates(tmp_path, capsys):
     torch.save(resnet, tmp_path / 'resnet.pth')
     out = tmp_path / 'rates.png'
 
-    tool = load_tool('analysis/plot_rates.py')
+    tool = load_tool('analysis_tools/plot_rates.py')
     tool.main([str(tmp_path / 'swin.pth'), str(tmp_path / 'resnet.pth'),
                '--labels', 'swin', 'resnet', '--out', str(out)])
     tables = printed_rates(capsys.readouterr().out)
@@ -228,10 +228,10 @@ def test_plot_rates_errors(tmp_path):
     from the command line with exit status 1."""
     torch.save({'state_dict': {'backbone.conv.weight': torch.ones(2)}},
                tmp_path / 'plain.pth')
-    tool = load_tool('analysis/plot_rates.py')
+    tool = load_tool('analysis_tools/plot_rates.py')
     with pytest.raises(ValueError, match='no ACmix mixing rates'):
         tool.main([str(tmp_path / 'plain.pth')])
-    proc = run_tool(['analysis/plot_rates.py', 'missing.pth'], tmp_path,
+    proc = run_tool(['analysis_tools/plot_rates.py', 'missing.pth'], tmp_path,
                     check=False)
     assert proc.returncode == 1
     assert 'error: checkpoint missing.pth can not be found' in proc.stderr
@@ -272,7 +272,7 @@ def printed_summary(text):
 
 def test_plot_logs_reads_newest_or_all_runs(tmp_path, capsys):
     work_dir = logged_work_dir(tmp_path / 'work_dir')
-    tool = load_tool('analysis/plot_logs.py')
+    tool = load_tool('analysis_tools/plot_logs.py')
 
     found = tool.main([str(work_dir)])  # newest training run
     assert printed_summary(capsys.readouterr().out) == {
@@ -294,7 +294,7 @@ def test_plot_logs_reads_newest_or_all_runs(tmp_path, capsys):
 
 
 def test_plot_logs_errors(tmp_path):
-    tool = load_tool('analysis/plot_logs.py')
+    tool = load_tool('analysis_tools/plot_logs.py')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(NoLogsError, match='no mmengine logs'):
         tool.main([str(tmp_path / 'empty')])

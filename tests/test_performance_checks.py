@@ -1,4 +1,4 @@
-"""The commands of docs/performance_checks.md: tools/analysis/device_check.sh
+"""The commands of docs/performance_checks.md: .dev_scripts/device_check.sh
 on a machine without CUDA (it skips the CUDA parts and exits 0), and the
 benchmark commands (bf16, --compile) on a toy config's backbone."""
 import json
@@ -27,7 +27,7 @@ def small_benchmark_args(argv, tmp_path):
     """``argv`` (a benchmark command of the page) with its entries replaced
     by the toy backbone, small sizes, ``aot_eager`` for ``--compile`` and
     its output files in ``tmp_path``."""
-    assert argv[:2] == ['python', 'tools/analysis/benchmark.py'], argv
+    assert argv[:2] == ['python', 'tools/analysis_tools/benchmark.py'], argv
     args, entries, rest = [], 0, iter(argv[2:])
     for arg in rest:
         if arg.endswith(':backbone'):
@@ -43,21 +43,21 @@ def small_benchmark_args(argv, tmp_path):
         else:
             args.append(arg)
     assert entries == 2
-    return ['analysis/benchmark.py'] + args + ['--shape', '64', '64',
-                                               '--threads', '1']
+    return ['analysis_tools/benchmark.py'] + args + [
+        '--shape', '64', '64', '--threads', '1']
 
 
 def test_the_page_runs_these_commands():
     names = [argv[1] for argv in doc_commands()]
-    assert names == ['tools/analysis/device_check.sh'] + [
-        'tools/analysis/benchmark.py'] * 2
+    assert names == ['.dev_scripts/device_check.sh'] + [
+        'tools/analysis_tools/benchmark.py'] * 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU run')
 def test_device_check_without_cuda_skips_the_cuda_parts(tmp_path):
     (argv, ) = [a for a in doc_commands() if a[1].endswith('.sh')]
     out = tmp_path / 'device_check'
-    proc = run_tool(['analysis/device_check.sh', out], cwd=tmp_path,
+    proc = run_tool(['.dev_scripts/device_check.sh', out], cwd=tmp_path,
                     CUDA_VISIBLE_DEVICES='')
     assert argv[2:] == ['work_dirs/device_check']  # the page's out dir
     text = proc.stdout
@@ -82,11 +82,11 @@ def test_device_check_without_cuda_skips_the_cuda_parts(tmp_path):
 
 
 def test_device_check_bad_arguments(tmp_path):
-    proc = run_tool(['analysis/device_check.sh', 'a', 'b'], cwd=tmp_path,
+    proc = run_tool(['.dev_scripts/device_check.sh', 'a', 'b'], cwd=tmp_path,
                     check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
-        'error: usage: bash tools/analysis/device_check.sh [OUT_DIR]']
+        'error: usage: bash .dev_scripts/device_check.sh [OUT_DIR]']
 
 
 def test_benchmark_commands_on_a_toy_backbone(tmp_path):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 import mmacmix  # noqa: F401
+from mmacmix.analysis.complexity import complexity
 from mmacmix.layers.sr_acmix import SpatialReductionACmix
 from mmacmix.models.backbones.pvt_acmix import PVTACmix
 from mmacmix.models.converters import LAYOUTS, convert_state_dict
-from mmacmix.utils.complexity import complexity
 
 from helpers import REPO_ROOT, printed_metrics, run_tool
 

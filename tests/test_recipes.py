@@ -3,8 +3,8 @@ Appendix B, against the configs themselves: each config has its row, and
 the row says what the resolved config does."""
 from mmengine.config import Config
 
-from mmacmix.utils.model_zoo import stock_configs
-from mmacmix.utils.recipe import ITEMS, summarize
+from mmacmix.analysis.model_zoo import stock_configs
+from mmacmix.analysis.recipe import ITEMS, summarize
 
 from helpers import REPO_ROOT
 

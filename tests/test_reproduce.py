@@ -31,7 +31,7 @@ MAKE_TOY = 'python tools/misc/make_toy_data.py --out data/toy'
 TOY_ROW = ('python tools/reproduce.py configs/toy/retinanet_pvt_acmix_toy_coco'
            '.py --gpus 2 --work-dirs work_dirs/toy --cfg-options '
            'train_cfg.max_epochs=1 train_cfg.val_interval=1')
-WRITE_DOCS = 'python tools/analysis/paper_table.py --write-docs'
+WRITE_DOCS = 'python tools/analysis_tools/paper_table.py --write-docs'
 
 
 def plan(stdout):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from mmacmix.analysis.benchmark import tensor_memory_mib
 from mmacmix.layers.sliding_acmix import (SlidingACmix, coordinate_grid,
                                           sliding_window_attention)
 from mmacmix.models.backbones.resnet_acmix import ResNetACmix
@@ -17,7 +18,6 @@ from mmacmix.models.converters import (Layout, extract_state_dict,
                                        load_official_checkpoint)
 from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
                                                 convert_acmix_module)
-from mmacmix.utils.benchmark import tensor_memory_mib
 
 from acmix_oracle import (unfold_attention, unfold_window_attention,
                           use_unfold_attention)

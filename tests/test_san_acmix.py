@@ -10,11 +10,10 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 import mmacmix  # noqa: F401  (registers the models, fixes torchvision)
+from mmacmix.analysis.complexity import complexity, measure
 from mmacmix.layers import patchwise_acmix
 from mmacmix.layers.patchwise_acmix import PatchwiseACmix
 from mmacmix.models.backbones.san_acmix import SANACmix
-from mmacmix.utils.complexity import complexity
-from mmacmix.utils.config_complexity import measure
 
 from helpers import REPO_ROOT, printed_metrics, run_tool
 from san_acmix_oracle import (gradcheck_patchwise_functions,
@@ -232,7 +231,8 @@ def test_parameter_count_is_san_plus_the_conv_paths(depth):
 
 @pytest.mark.parametrize('depth', [10, 15, 19])
 def test_in1k_config_meets_the_budget(depth):
-    """tools/analysis/get_flops.py's count of the config at 224x224 equals
+    """tools/analysis_tools/get_flops.py's count of the config at 224x224
+    equals
     the hand count and is within 2% (FLOPs) and 4% (params) of the
     paper."""
     result = measure(Config.fromfile(CONFIGS / f'san_acmix_{depth}_in1k.py'))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmacmix.utils.config_complexity import build_model
+from mmacmix.analysis.complexity import build_model
 
 from helpers import REPO_ROOT, printed_metrics, run_tool
 

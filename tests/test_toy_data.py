@@ -10,7 +10,7 @@ from mmengine.registry import init_default_scope
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mmacmix.utils import toy_data
+from mmacmix.datasets import toy_data
 
 
 def _digest(root):

@@ -27,7 +27,7 @@ PYEOF
 
 # the trained model's alpha/beta per layer and a demo image
 CKPT=$(cat "$WORK_DIR/last_checkpoint")
-"$PY" tools/analysis/plot_rates.py "$CKPT" --out "$WORK_DIR/rates.png"
+"$PY" tools/analysis_tools/plot_rates.py "$CKPT" --out "$WORK_DIR/rates.png"
 IMAGE=$(ls data/toy/coco/val2017/*.jpg | head -n 1)
 "$PY" tools/demo/image_demo.py "$IMAGE" "$CONFIG" "$CKPT" \
     --out-file "$WORK_DIR/demo.png"

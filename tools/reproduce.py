@@ -37,16 +37,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.config import DictAction
+from mmengine.logging import MMLogger
 
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmacmix.utils import model_zoo  # noqa: E402
-from mmacmix.utils.runner import (how_to_get, init_checkpoints,  # noqa: E402
-                                  load_config)
+import mmacmix  # noqa: F401
+from mmacmix.analysis import model_zoo
+from mmacmix.engine.runner import how_to_get, init_checkpoints, load_config
 
+TOOLS_DIR = Path(__file__).resolve().parent  # the launchers beside it
 # table name -> (what it is, its rows' configs in the paper's order)
 TABLES = {
     'imagenet': ('Table 1, ImageNet-1K classification', [
@@ -217,11 +215,11 @@ def launch(script, args, head, tail, job):
     the script's positional arguments (config, then checkpoint or work
     dir), ``tail`` the options for train.py / test.py."""
     if args.launcher == 'pytorch':
-        path = REPO_ROOT / 'tools' / f'dist_{script}.sh'
+        path = TOOLS_DIR / f'dist_{script}.sh'
         rest = [*head[:2], str(args.gpus), *head[2:], *tail]
         env = {}
     else:
-        path = REPO_ROOT / 'tools' / f'slurm_{script}.sh'
+        path = TOOLS_DIR / f'slurm_{script}.sh'
         rest = [args.partition, job, *head, *tail]
         env = dict(GPUS=str(args.gpus), GPUS_PER_NODE=str(min(args.gpus, 8)))
     line = [f'{k}={v}' for k, v in env.items()] + [shown(path), *rest]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
-LINTED=(mmacmix tools tests setup.py)
+LINTED=(mmacmix tools .dev_scripts tests setup.py)
 .venv/bin/python -m flake8 "${LINTED[@]}"
 .venv/bin/python -m isort --check-only --diff "${LINTED[@]}"
 exec .venv/bin/python -m pytest tests "$@"

@@ -17,11 +17,11 @@ import sys
 from mmengine.evaluator import DumpResults
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.runner import (DatasetNotFoundError, add_common_args,
-                                  build_runner, check_datasets,
-                                  close_distributed, load_config)
-from mmacmix.utils.tool_options import add_tensorboard, enable_visualization
+from mmacmix.engine.checkpoint import CheckpointError
+from mmacmix.engine.runner import (DatasetNotFoundError, add_common_args,
+                                   build_runner, check_datasets,
+                                   close_distributed, load_config)
+from mmacmix.engine.tool_options import add_tensorboard, enable_visualization
 
 
 def parse_args():

@@ -19,13 +19,14 @@ import os
 import sys
 
 import mmacmix  # noqa: F401  (compat fixes must be in place before the runner)
-from mmacmix.utils.checkpoint import CheckpointError
-from mmacmix.utils.runner import (DatasetNotFoundError, MissingCheckpointError,
-                                  ResumeError, add_common_args, build_runner,
-                                  check_datasets, check_init_checkpoints,
-                                  close_distributed, load_config,
-                                  resolve_resume)
-from mmacmix.utils.tool_options import add_tensorboard, enable_auto_scale_lr
+from mmacmix.engine.checkpoint import CheckpointError
+from mmacmix.engine.runner import (DatasetNotFoundError,
+                                   MissingCheckpointError, ResumeError,
+                                   add_common_args, build_runner,
+                                   check_datasets, check_init_checkpoints,
+                                   close_distributed, load_config,
+                                   resolve_resume)
+from mmacmix.engine.tool_options import add_tensorboard, enable_auto_scale_lr
 
 
 def parse_args(argv=None):

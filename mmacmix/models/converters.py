@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from mmacmix.utils.saving import atomic_open
+from mmacmix.utils.fileio import atomic_open
 
 from .pvt_layout import PVT_V1_LAYOUT
 from .resnet_acmix_layout import RESNET_ACMIX_LAYOUT_ARGS
@@ -390,7 +390,7 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
     as ``{'state_dict': ..., 'meta': ...}`` holding plain types only.
 
     ``dst``'s folder is created if needed, and ``dst`` is written
-    atomically (:func:`mmacmix.utils.saving.atomic_open`): it is the
+    atomically (:func:`mmacmix.utils.fileio.atomic_open`): it is the
     complete converted file or, after a failure, what it was before.
 
     Args:

@@ -19,17 +19,13 @@ import importlib
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-# isort: off
-import mmacmix  # noqa: E402,F401  (before mmdet/mmseg import torchvision)
-import mmcv  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+import mmcv
+import numpy as np
+import torch
+from mmengine.config import Config
 
-from mmacmix.utils.checkpoint import (  # noqa: E402
-    CheckpointError, require_loaded)
-# isort: on
+import mmacmix  # noqa: F401
+from mmacmix.engine.checkpoint import CheckpointError, require_loaded
 
 
 def parse_args(argv=None):

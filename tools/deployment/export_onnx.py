@@ -21,12 +21,10 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmacmix.utils.checkpoint import CheckpointError  # noqa: E402
-from mmacmix.utils.deployment import (EXPORTERS, TOLERANCE,  # noqa: E402
-                                      ExportError, export_and_check,
-                                      load_exportable)
+import mmacmix  # noqa: F401
+from mmacmix.deployment import (EXPORTERS, TOLERANCE, ExportError,
+                                export_and_check, load_exportable)
+from mmacmix.engine.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):

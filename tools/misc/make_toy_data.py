@@ -5,7 +5,7 @@
 import argparse
 import time
 
-from mmacmix.utils.toy_data import make_all
+from mmacmix.datasets.toy_data import make_all
 
 
 def main():

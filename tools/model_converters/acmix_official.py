@@ -15,14 +15,9 @@ temporary file renamed into place). An existing DST is replaced only with
 ``--force``, and never when it is SRC itself.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-# isort: off
-from mmacmix.models.converters import (ConversionError,  # noqa: E402
-                                       convert_checkpoint)
-# isort: on
+from mmacmix.models.converters import ConversionError, convert_checkpoint
 
 
 def main(argv=None):

@@ -1,15 +1,20 @@
-"""Let torchvision's Python parts import where its C++ ops cannot load.
+"""torchvision: importable where its C++ ops cannot load.
 
-torch 2.13 has no CPU build of torchvision: the only torchvision 0.28 wheel
-links CUDA's libtorch, so on CPU torch its ``_C`` extension fails to load.
-torchvision tolerates that for most ops, but registers fake kernels for
-``torchvision::nms`` and ``torchvision::qnms`` unconditionally and then fails
-at import. mmpretrain imports torchvision for its transforms, so it could not
-be used at all. Declaring those two operator schemas (without kernels) before
-torchvision is imported lets it import; calling one of its C++ ops still
-raises torchvision's own "Couldn't load custom C++ ops" error. Where
-torchvision's ops load (any matching torch/torchvision pair), nothing is
-done. This module needs torch alone.
+Replaces: nothing of torchvision; it declares the schemas of
+``torchvision::nms`` and ``torchvision::qnms`` (without kernels) before
+torchvision is imported, when torchvision's ``_C`` extension does not load
+with this torch. Calling one of its C++ ops still raises torchvision's own
+"Couldn't load custom C++ ops" error.
+
+Why: the only torchvision wheel for torch 2.13 links CUDA's libtorch, so
+with the CPU torch its ``_C`` fails to load. torchvision tolerates that for
+most ops but registers fake kernels for those two unconditionally, and its
+import fails; mmpretrain imports torchvision for its transforms. Where
+torchvision's ops load (a matching torch/torchvision pair), nothing is
+done. Needs torch alone; must run before anything imports torchvision.
+
+Versions: torchvision 0.28 beside CPU torch 2.13.
+Delete when: a CPU torchvision wheel exists for the torch in use.
 """
 import importlib.util
 import os
@@ -42,7 +47,7 @@ def torchvision_ops_load() -> bool:
     return True
 
 
-def make_torchvision_importable() -> None:
+def apply() -> None:
     """Declare the ops torchvision assumes exist, if its ops cannot load.
     Idempotent; a no-op once torchvision is imported."""
     global _library

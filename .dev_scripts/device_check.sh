@@ -6,14 +6,14 @@
 #      float64 oracle, each backbone's forward/backward against the CPU's,
 #      bf16 and fp16 AMP train steps of every toy config (configs/toy);
 #   2. tools/dist_train.sh on a toy config with 1 process: NCCL, --amp;
-#   3. the benchmark table on CUDA (tools/analysis/benchmark.py): ours vs
+#   3. the benchmark table on CUDA (tools/analysis_tools/benchmark.py): ours vs
 #      the stock baselines (SwinACmix-T vs mmdet's Swin-T, PVTACmix-S vs
 #      mmdet's PVT-S (backbones), the ResNet-ACmix-50 classifier vs
 #      torchvision's ResNet-50) at batch 8, 224x224, fp32 and bf16
 #      autocast, train step and inference, torch.cuda
 #      max_memory_allocated.
 #
-# Usage: bash tools/analysis/device_check.sh [OUT_DIR]
+# Usage: bash .dev_scripts/device_check.sh [OUT_DIR]
 #   OUT_DIR defaults to $OUT when set, else work_dirs/device_check. It gets
 #   pytest.log, dist_train/ (toy data, logs), benchmark_<pair>.json,
 #   benchmark.md (the tables) and summary.txt.
@@ -33,10 +33,10 @@
 # skipped) and it exits 0; with CUDA it exits 1 if any check failed.
 set -uo pipefail
 if [ $# -gt 1 ]; then
-    echo "error: usage: bash tools/analysis/device_check.sh [OUT_DIR]" >&2
+    echo "error: usage: bash .dev_scripts/device_check.sh [OUT_DIR]" >&2
     exit 2
 fi
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 OUT_DIR=${1:-${OUT:-work_dirs/device_check}}
 mkdir -p "$OUT_DIR"
@@ -117,7 +117,7 @@ if [ "$HAS_CUDA" = 1 ]; then
     for pair in "${PAIRS[@]}"; do
         read -r name baseline ours <<< "$pair"
         echo "-- $name, fp32 and bf16"
-        "$PYTHON" tools/analysis/benchmark.py "$baseline" "$ours" \
+        "$PYTHON" tools/analysis_tools/benchmark.py "$baseline" "$ours" \
             --device cuda --dtype fp32 bf16 --batch 8 --shape 224 224 \
             --runs "$BENCH_RUNS" --warmup "$BENCH_WARMUP" \
             ${COMPILE:+--compile "$COMPILE"} \

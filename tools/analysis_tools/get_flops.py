@@ -1,28 +1,23 @@
 """Parameters and FLOPs (multiply-adds) of mmdet, mmseg and mmpretrain
 configs, counted as the ACmix paper and OpenMMLab count them.
 
-Usage: python tools/analysis/get_flops.py CONFIG [CONFIG ...]
+Usage: python tools/analysis_tools/get_flops.py CONFIG [CONFIG ...]
            [--shape H W] [--cfg-options KEY=VALUE ...] [--json OUT]
 
 CONFIG is a file or a ``package::path`` config (e.g.
 ``mmdet::pvt/retinanet_pvt-t_fpn_1x_coco.py``). No dataset and no checkpoint
-is read; see :func:`mmacmix.utils.config_complexity.measure` for what is
+is read; see :func:`mmacmix.analysis.complexity.measure` for what is
 traced. The default size is the scope's paper convention (800x1333 COCO,
 512x2048 ADE20K, 224x224 ImageNet).
 """
 import argparse
 import json
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-# isort: off
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
-from mmacmix.utils.config_complexity import (BAD_INPUT, measure,  # noqa: E402
-                                             read_config)
-# isort: on
+import mmacmix  # noqa: F401
+from mmacmix.analysis.complexity import BAD_INPUT, measure, read_config
 
 
 def parse_args(argv=None):

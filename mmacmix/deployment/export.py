@@ -1,19 +1,8 @@
-"""Export of mmacmix models to ONNX and ``torch.export``, checked against
-PyTorch.
-
-What is exported is a model's tensor forward, ``model(inputs,
-mode='tensor')`` (mmdet's and mmseg's ``_forward``, mmpretrain's
-``extract_feat`` and head), or a backbone's forward, on the batch that the
-model's ``data_preprocessor`` produces (normalised and padded, ``(1, 3, H,
-W)``); the outputs are the forward's tensors in order, flattened (mmdet:
-every level's class scores, then every level's box deltas). Decoding, NMS
-and resizing stay outside the graph.
-
-While exporting, the ACmix layers take plain-op forms that the exporters
-trace for any input size (:func:`mmacmix.layers.exporting.is_exporting`).
-Every ONNX export is run in onnxruntime and compared with PyTorch at the
-export size and, for a dynamic export, at other sizes; an export that
-differs by more than the tolerance is deleted and refused.
+"""Export of a model's tensor forward (or a backbone's) to ONNX and
+``torch.export``, checked against PyTorch: every ONNX export runs in
+onnxruntime at the export size and, when dynamic, at other sizes, and one
+that differs by more than :data:`TOLERANCE` is deleted and refused. What
+is exported and how the ACmix layers trace: docs/deployment.md.
 """
 import os
 import os.path as osp
@@ -24,8 +13,8 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_checkpoint_file
-from .config_complexity import TensorForward, build_model, read_config
+from ..analysis.complexity import TensorForward, build_model, read_config
+from ..engine.checkpoint import load_checkpoint_file
 
 # dynamo: torch.export's graph, sizes symbolic (any input size);
 # torchscript: the JIT tracer (dynamo=False), which fixes every size that it

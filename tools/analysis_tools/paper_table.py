@@ -1,10 +1,10 @@
 """The model-zoo table: every config's parameters, FLOPs and metrics beside
 the ACmix paper's baseline and ACmix rows.
 
-Usage: python tools/analysis/paper_table.py [--configs PATTERN ...]
+Usage: python tools/analysis_tools/paper_table.py [--configs PATTERN ...]
            [--work-dirs DIR] [--no-measure] [--cache FILE | --no-cache]
            [--shape H W] [--paper FILE] [--csv OUT] [--json OUT]
-       python tools/analysis/paper_table.py --write-docs [--no-measure]
+       python tools/analysis_tools/paper_table.py --write-docs [--no-measure]
            [--zoo-out FILE] [--readme FILE]
 
 Prints Markdown, one table per task; each number column comes as the
@@ -14,9 +14,9 @@ The configs are ``configs/*.py`` (toy configs and ``_base_`` left out);
 or names config files anywhere. The paper's numbers come from
 ``configs/paper_results.json``, each row with its table.
 
-Parameters and FLOPs are counted as ``tools/analysis/get_flops.py`` counts
-them, at the paper's input size exactly (detectors not padded to their size
-divisor, as in the mmdet 2.x counter behind the paper's numbers). A
+Parameters and FLOPs are counted as ``tools/analysis_tools/get_flops.py``
+counts them, at the paper's input size exactly (detectors not padded to their
+size divisor, as in the mmdet 2.x counter behind the paper's numbers). A
 full-size detector takes 10-60 s on a CPU, so the counts are cached
 (default ``WORK_DIRS/paper_table_cache.json``, keyed by the model config,
 the input size, mmacmix's code and the library versions); ``--no-measure``
@@ -26,8 +26,8 @@ Metrics are the last evaluation logged by mmengine in
 ``WORK_DIRS/<config name>/`` or in any work dir holding a copy of the
 config, the most recent of them.
 
-``--write-docs`` regenerates ``docs/model_zoo.md`` (whole) and the summary
-between ``<!-- model-zoo-summary:start -->`` and
+``--write-docs``, run in the checkout, regenerates ``docs/model_zoo.md``
+(whole) and the summary between ``<!-- model-zoo-summary:start -->`` and
 ``<!-- model-zoo-summary:end -->`` in README.md, with the counts committed
 in ``docs/model_zoo_counts.json`` (keyed by the model config and input
 size; a changed model is counted again and the file updated).
@@ -39,11 +39,10 @@ import os.path as osp
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.logging import MMLogger
 
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmacmix.utils import model_zoo  # noqa: E402
+import mmacmix  # noqa: F401
+from mmacmix.analysis import model_zoo
 
 
 def parse_args(argv=None):
@@ -62,17 +61,21 @@ def parse_args(argv=None):
                         help='neither read nor write the count cache')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help="input size instead of the paper's")
-    parser.add_argument('--paper', default=str(model_zoo.PAPER_RESULTS),
-                        help="the paper's numbers (JSON)")
+    parser.add_argument(
+        '--paper', help="the paper's numbers (JSON; default: the installed "
+        'configs/paper_results.json)')
     parser.add_argument('--csv', help='also write the rows as CSV')
     parser.add_argument('--json', help='also write the rows as JSON')
     parser.add_argument(
         '--write-docs', action='store_true',
         help='regenerate docs/model_zoo.md and the README summary')
-    parser.add_argument('--zoo-out', default=str(model_zoo.MODEL_ZOO),
+    parser.add_argument('--zoo-out', default='docs/model_zoo.md',
                         help='where --write-docs writes the model zoo')
-    parser.add_argument('--readme', default=str(model_zoo.README),
+    parser.add_argument('--readme', default='README.md',
                         help='the README whose summary --write-docs updates')
+    parser.add_argument(
+        '--counts', default='docs/model_zoo_counts.json',
+        help='the committed counts --write-docs reads and updates')
     args = parser.parse_args(argv)
     if args.write_docs and (args.configs or args.shape):
         parser.error('--write-docs shows every config at the paper\'s size '
@@ -126,7 +129,7 @@ def main(argv=None):
     if args.write_docs:
         # committed counts, not tied to the code: the page changes only when
         # a model config or the paper's numbers do
-        cache = model_zoo.CountCache(str(model_zoo.MODEL_ZOO_COUNTS))
+        cache = model_zoo.CountCache(args.counts)
         fingerprint = ''
     else:
         cache = model_zoo.CountCache(None if args.no_cache else (

@@ -2,7 +2,7 @@
 same inputs: train step (forward + backward + SGD step) and/or inference.
 
 Usage:
-    python tools/analysis/benchmark.py ENTRY [ENTRY ...] [--mode both]
+    python tools/analysis_tools/benchmark.py ENTRY [ENTRY ...] [--mode both]
         [--batch 8] [--shape 224 224] [--dtype fp32 [bf16 ...]]
         [--device cpu|cuda] [--runs 5] [--warmup 2] [--threads N]
         [--compile [BACKEND]] [--no-memory] [--json OUT] [--markdown MD]
@@ -14,7 +14,7 @@ file or a ``package::path`` config. ``torchvision::NAME`` is a classifier of
 cross-entropy). Example, SwinACmix-T against mmdet's Swin-T at 224², batch
 8::
 
-    python tools/analysis/benchmark.py \\
+    python tools/analysis_tools/benchmark.py \\
         configs/mask_rcnn_swin_acmix_t_1x_coco.py:backbone \\
         mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py:backbone
 
@@ -35,26 +35,21 @@ min-max and images/s, and the ratio of every median to the first entry's.
 Peak memory: on CUDA the max allocated of each entry's steps; on CPU the
 peak RSS of a fresh process per entry (and its rise over the RSS before the
 first step). ``--json`` writes all of it, ``--markdown`` appends it to a file
-as a table. See :mod:`mmacmix.utils.benchmark` for what a step is.
+as a table. See :mod:`mmacmix.analysis.benchmark` for what a step is.
 """
 import argparse
 import json
-import os.path as osp
 import platform
 import subprocess
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-# isort: off
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+import torch
+from mmengine.config import DictAction
 
-from mmacmix.utils.benchmark import (DTYPES, Entry,  # noqa: E402
-                                     alternated_times, markdown_table,
-                                     memory_of, summary)
-from mmacmix.utils.config_complexity import BAD_INPUT  # noqa: E402
-# isort: on
+import mmacmix  # noqa: F401
+from mmacmix.analysis.benchmark import (DTYPES, Entry, alternated_times,
+                                        markdown_table, memory_of, summary)
+from mmacmix.analysis.complexity import BAD_INPUT
 
 MODES = ('train', 'infer')
 

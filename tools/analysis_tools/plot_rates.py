@@ -2,7 +2,7 @@
 every ACmix layer, rate1 (attention path) and rate2 (convolution path), and
 their ratio across depth, with the stage boundaries marked.
 
-Usage: python tools/analysis/plot_rates.py CHECKPOINT [CHECKPOINT ...]
+Usage: python tools/analysis_tools/plot_rates.py CHECKPOINT [CHECKPOINT ...]
            [--out rates.png] [--labels NAME ...]
 
 Works for any checkpoint holding ACmix layers (``MixingRates``): runner
@@ -21,13 +21,10 @@ import os.path as osp
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-# isort: off
-import mmacmix  # noqa: E402,F401  (makes mmengine's loaders safe)
-from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
+from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmacmix.utils.checkpoint import CheckpointError  # noqa: E402
-# isort: on
+import mmacmix  # noqa: F401
+from mmacmix.engine.checkpoint import CheckpointError
 
 
 def parse_args(argv=None):

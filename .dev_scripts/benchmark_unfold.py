@@ -25,13 +25,13 @@ oracle: ``tests/acmix_oracle.py`` for ResNet-ACmix's sliding windows,
   - the tensors that a forward pass leaves alive for the backward pass.
 
 Usage:
-    python tools/analysis/benchmark_unfold.py [--family resnet] \
+    python .dev_scripts/benchmark_unfold.py [--family resnet] \
         [--depth 50] [--batch 4] [--size 224] [--runs 5] [--out result.json]
-    python tools/analysis/benchmark_unfold.py --family san --depth 10 \
+    python .dev_scripts/benchmark_unfold.py --family san --depth 10 \
         --batch 8 --threads 1
 """
 import argparse
-import importlib
+import importlib.util
 import json
 import os.path as osp
 import platform
@@ -39,19 +39,13 @@ import subprocess
 import sys
 import time
 
-ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-sys.path[:0] = [ROOT, osp.join(ROOT, 'tests')]
+import torch
+import torch.nn as nn
 
-# isort: off
-import mmacmix  # noqa: E402,F401  (before torchvision can be imported)
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-
-from mmacmix.models.backbones import ResNetACmix, SANACmix  # noqa: E402
-from mmacmix.utils.benchmark import (current_rss_mib,  # noqa: E402
-                                     peak_rss_mib, summary,
-                                     tensor_memory_mib, tensors_mib)
-# isort: on
+import mmacmix  # noqa: F401
+from mmacmix.analysis.benchmark import (current_rss_mib, peak_rss_mib, summary,
+                                        tensor_memory_mib, tensors_mib)
+from mmacmix.models.backbones import ResNetACmix, SANACmix
 
 VARIANTS = ('ours', 'unfold')
 # family: (backbone, depths, the oracle's module in tests/)
@@ -59,6 +53,16 @@ FAMILIES = {
     'resnet': (ResNetACmix, (26, 38, 50), 'acmix_oracle'),
     'san': (SANACmix, (10, 15, 19), 'san_acmix_oracle'),
 }
+
+
+def load_oracle(name: str):
+    """The unfold oracle ``tests/<name>.py`` of this checkout."""
+    path = osp.join(osp.dirname(osp.abspath(__file__)), '..', 'tests',
+                    f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_args(argv=None):
@@ -110,7 +114,7 @@ def build(variant, args):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if variant == 'unfold':
-        importlib.import_module(oracle).use_unfold_attention(model)
+        load_oracle(oracle).use_unfold_attention(model)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     return model, optimizer

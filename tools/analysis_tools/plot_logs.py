@@ -1,7 +1,7 @@
 """Loss and metric curves of a training run, from the scalars mmengine logs
 in its work dir.
 
-Usage: python tools/analysis/plot_logs.py WORK_DIR [--keys KEY ...]
+Usage: python tools/analysis_tools/plot_logs.py WORK_DIR [--keys KEY ...]
            [--all-runs] [--out curves.png]
 
 Reads ``WORK_DIR/<timestamp>/vis_data/scalars.json`` (mmengine's
@@ -17,8 +17,7 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..'))
-from mmacmix.utils.logs import NoLogsError, load_runs, series  # noqa: E402
+from mmacmix.analysis.logs import NoLogsError, load_runs, series
 
 DEFAULT_KEYS = ('loss', 'coco/bbox_mAP', 'coco/segm_mAP', 'mIoU',
                 'accuracy/top1')

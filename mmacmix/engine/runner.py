@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS, init_default_scope
 from mmengine.runner import Runner
 
+from ..utils.package_files import config_dir, find_config
 from .checkpoint import load_checkpoint_file
 
 
@@ -32,9 +33,11 @@ def add_common_args(parser):
 
 
 def load_config(path, work_dir=None, cfg_options=None, launcher='none'):
-    """Read ``path`` and apply the command line's overrides. The work dir
-    defaults to ``work_dirs/<config name>``, as in OpenMMLab's tools."""
-    cfg = Config.fromfile(path)
+    """Read ``path`` (a file, or an installed config by name:
+    :func:`~mmacmix.utils.package_files.find_config`) and apply the command
+    line's overrides. The work dir defaults to ``work_dirs/<config name>``,
+    as in OpenMMLab's tools."""
+    cfg = Config.fromfile(find_config(path))
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
@@ -61,7 +64,6 @@ CONVERTIBLE_WEIGHTS = {
        for size, name in [('t', 'tiny'), ('s', 'small'), ('m', 'medium'),
                           ('l', 'large')]},
 }
-CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -100,7 +102,7 @@ def how_to_get(checkpoint) -> list:
     dst = shlex.quote(checkpoint)
     ways = []
     config = osp.join('configs', f'{stem}.py')
-    if osp.isfile(osp.join(CONFIG_DIR, f'{stem}.py')):
+    if (config_dir() / f'{stem}.py').is_file():
         ways.append(f'train {config} and copy its last checkpoint: '
                     f'`tools/dist_train.sh {config} 8 && cp "$(cat '
                     f'work_dirs/{stem}/last_checkpoint)" {dst}`')
@@ -162,7 +164,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def _complete_checkpoints(folder: str) -> list:
     """The checkpoints in ``folder``, newest first; saves are atomic
-    (:mod:`mmacmix.utils.saving`), so every ``*.pth`` there is complete."""
+    (:mod:`mmacmix.engine.patches.mmengine`), so every ``*.pth`` there is
+    complete."""
     found = glob.glob(osp.join(glob.escape(folder), '*.pth'))
     return sorted(found, key=osp.getmtime, reverse=True)
 

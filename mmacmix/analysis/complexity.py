@@ -1,37 +1,104 @@
-"""Parameters and FLOPs (multiply-adds) of an mmdet, mmseg or mmpretrain
-config, as the ACmix paper and OpenMMLab report them.
+"""Parameters and FLOPs (multiply-adds) of a model (:func:`complexity`) and
+of an mmdet, mmseg or mmpretrain config (:func:`measure`), as the ACmix
+paper and OpenMMLab report them.
 
-:func:`measure` builds the config's model in its ``default_scope`` without a
-dataset and without ``init_weights`` (no pretrained checkpoint is read),
-feeds one random image of the given size through the model's
-``data_preprocessor`` and counts the forward pass with
-:func:`mmacmix.utils.complexity.complexity`: mmengine's ``FlopAnalyzer``
-(what ``mmengine.analysis.get_model_complexity_info`` runs) plus a handle for
-``F.scaled_dot_product_attention``, which mmengine would count as 0.
-
-What the forward pass is, per scope:
-
-* mmpretrain, mmseg, single-stage mmdet: ``model(inputs, data_samples,
-  mode='tensor')`` (mmseg drops the auxiliary head, as mmseg's get_flops).
-* two-stage mmdet (Standard and Cascade RoI heads): mmdet 2.x's
-  ``forward_dummy``, the convention of the Swin and ACmix papers' numbers:
-  backbone, neck, RPN head, then ``rpn.max_per_img`` (1000) fixed proposals
-  through every bbox head and the first 100 through every mask head. mmdet
-  3.x's ``mode='tensor'`` instead takes whatever the (random) RPN proposes
-  after NMS, and runs Cascade's mask heads on all proposals.
+:func:`complexity` runs mmengine's ``FlopAnalyzer`` (what
+``get_model_complexity_info`` runs) with handles for what it cannot see:
+``F.scaled_dot_product_attention`` (it would count 0) as the two ``bmm`` it
+replaces, this project's attention ops written as ``torch.autograd.Function``
+as their matrix products, and the in-place ``addmm_`` that mixes ACmix's two
+paths as the ``proj`` layer it computes; it counts the paper's form of every
+ACmix layer. :func:`measure` builds a config's model without a dataset or
+``init_weights`` and counts one forward pass of a random image; the forward
+pass of each scope is described in docs/model_zoo.md.
 """
 import importlib
 import os.path as osp
-from typing import Sequence, Tuple
+from math import prod
+from typing import Any, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import addmm_flop_jit, get_shape
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
-from .complexity import complexity
+from ..layers.acmix import paper_formulation
+from ..utils.package_files import find_config
+
+
+def attention_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """FLOPs (multiply-adds, as mmengine counts ``bmm``) of
+    ``scaled_dot_product_attention(q, k, v)``: ``q @ k^T`` and
+    ``attn @ v``."""
+    *batch, queries, dims = get_shape(inputs[0])
+    keys = get_shape(inputs[1])[-2]
+    value_dims = get_shape(inputs[2])[-1]
+    return prod(batch) * queries * keys * (dims + value_dims)
+
+
+def sliding_attention_flop_jit(inputs: List[Any],
+                               outputs: List[Any]) -> int:
+    """FLOPs of ResNet-ACmix's sliding-window attention
+    (:func:`mmacmix.layers.sliding_acmix.sliding_window_attention`): per
+    output pixel and head, ``k*k`` logits and a ``k*k``-term weighted sum of
+    ``d``-dim vectors, ``2 * k*k * d`` multiply-adds (the unfold formulation
+    counted as ``bmm``)."""
+    kernel_size = outputs[0].node().scalar_args()[0]
+    return 2 * kernel_size**2 * prod(get_shape(outputs[0]))
+
+
+def window_projection_flop_jit(inputs: List[Any],
+                               outputs: List[Any]) -> int:
+    """FLOPs of SAN-ACmix's projection of the unfolded key windows
+    (:func:`mmacmix.layers.patchwise_acmix.window_projection`): per output
+    pixel, ``r * k*k`` unfolded channels projected to ``G``,
+    ``r * k*k * G`` multiply-adds (its norm's affine map and ReLU, like
+    every elementwise op, are not counted)."""
+    kernel_size = outputs[0].node().scalar_args()[0]
+    channels = get_shape(inputs[0])[1]
+    return channels * kernel_size**2 * prod(get_shape(outputs[0]))
+
+
+def patchwise_aggregation_flop_jit(inputs: List[Any],
+                                   outputs: List[Any]) -> int:
+    """FLOPs of SAN-ACmix's patchwise aggregation
+    (:func:`mmacmix.layers.patchwise_acmix.patchwise_aggregation`): per
+    output pixel, the weights (``G -> G * k*k``, ``G * G * k*k``) and the
+    ``k*k``-term weighted sum of every value channel (``C * k*k``)."""
+    kernel_size = outputs[0].node().scalar_args()[0]
+    groups = get_shape(inputs[0])[1]
+    batch, channels, height, width = get_shape(outputs[0])
+    return batch * height * width * kernel_size**2 * (groups**2 + channels)
+
+
+OP_HANDLES = {
+    'aten::scaled_dot_product_attention': attention_flop_jit,
+    # the attention path's proj accumulated into the convolution path's
+    # output (MixingRates.mix_projected), counted as the linear layer it is
+    'aten::addmm_': addmm_flop_jit,
+    'prim::PythonOp._SlidingWindowAttention': sliding_attention_flop_jit,
+    'prim::PythonOp._WindowProjection': window_projection_flop_jit,
+    'prim::PythonOp._PatchwiseAggregation': patchwise_aggregation_flop_jit,
+}
+
+
+def complexity(model: nn.Module, inputs: Any) -> Tuple[int, int]:
+    """``(flops, params)`` of ``model(*inputs)``: mmengine's FlopAnalyzer
+    (what ``get_model_complexity_info`` runs) with fused attention counted,
+    and all parameters of ``model``."""
+    # the architecture's count, whichever equivalent form runs
+    with paper_formulation(model):
+        analyzer = FlopAnalyzer(model, inputs)
+        analyzer.set_op_handle(**OP_HANDLES)
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        total = analyzer.total()
+    return total, parameter_count(model)['']
+
 
 # paper conventions: COCO test scale, ADE20K 512x2048 (UperNet), ImageNet 224
 # what a bad config or input raises (a missing file, an unknown model type,
@@ -117,8 +184,11 @@ def _is_two_stage(model: nn.Module) -> bool:
 
 
 def read_config(config: str) -> Config:
-    """A config file, or a ``package::path`` config of an installed
-    OpenMMLab library (e.g. ``mmdet::swin/...py``)."""
+    """A config file, an installed mmacmix config by name
+    (:func:`~mmacmix.utils.package_files.find_config`), or a
+    ``package::path`` config of an installed OpenMMLab library (e.g.
+    ``mmdet::swin/...py``)."""
+    config = find_config(config)
     if '::' in config:
         return get_config(config)
     if not osp.isfile(config):

@@ -1,4 +1,4 @@
-"""What ``tools/analysis/benchmark.py`` measures: a train step or an
+"""What ``tools/analysis_tools/benchmark.py`` measures: a train step or an
 inference of a config's model (or of its backbone alone) on synthetic
 inputs, timed, and the peak memory it takes.
 
@@ -250,7 +250,7 @@ class Entry:
 def _config_model(spec: str, cfg_options: Optional[dict]) -> tuple:
     """``(model, scope, part)`` of a ``CONFIG`` or ``CONFIG:backbone``
     entry."""
-    from .config_complexity import build_model, read_config
+    from .complexity import build_model, read_config
     config, _, part = spec.rpartition(':')
     if part != 'backbone':
         config, part = spec, 'model'
@@ -313,7 +313,7 @@ def alternated_times(entries: List[Entry], mode: str, runs: int,
 
 
 def markdown_table(result: dict) -> str:
-    """A Markdown table of ``tools/analysis/benchmark.py``'s ``result``
+    """A Markdown table of ``tools/analysis_tools/benchmark.py``'s ``result``
     (its JSON): one row per entry and mode, with a heading line saying
     what was measured."""
     unit = 'max allocated' if result['device'] == 'cuda' else 'peak RSS'

@@ -1,21 +1,12 @@
 """Checkpoint loading that cannot run code, from any source mmengine reads,
-and that refuses a checkpoint of another model.
+and that refuses a checkpoint of another model (docs/checkpoint_loading.md).
 
-Safety. torch>=2.6 loads with ``weights_only=True``, but mmengine's http(s)
-loader goes through ``torch.hub.load_state_dict_from_url``, which passes
-``weights_only=False``, and any loader a library registers may do the same.
-:func:`guard_loader` wraps a scheme loader so that every ``torch.load`` it
-makes, whatever it asks for, is :func:`safe_torch_load`: ``weights_only``
-with an allowlist of exactly the classes mmengine's runner checkpoints hold
-(the message hub's ``HistoryBuffer`` and the numpy arrays and scalars in
-it). A file that would import anything else is refused before any of it
-runs, and every other failure is a :class:`CheckpointError`.
-(:mod:`mmacmix.utils.compat` wraps mmengine's loaders with it and makes
-``HistoryBuffer`` pickle without ``getattr``.)
-
-Fit. Inside :func:`require_loaded`, loading a state dict into a module first
-checks how much of the module it fills (:func:`check_state_dict`): a file
-that fills little of it is almost always the wrong file.
+:func:`safe_torch_load` loads weights only, with an allowlist of the classes
+mmengine's runner checkpoints hold; :func:`guard_loader` makes a scheme
+loader of mmengine's ``CheckpointLoader`` read that way, however it fetches
+the file; :func:`check_state_dict` refuses a state dict that fills too
+little of a module, inside :func:`require_loaded`. How they are wired into
+mmengine and torch: :mod:`mmacmix.engine.patches`.
 """
 import contextlib
 import functools
@@ -30,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-# the real loader; compat replaces torch.load with a dispatcher around it
+# torch's own loader (mmacmix.engine.patches.torch wraps torch.load)
 _torch_load = torch.serialization.load
 # what the loaders of this thread are doing: the checkpoint being read
 # (``source``), the last one read (``last``), the fit rule (``rule``)
@@ -69,12 +60,6 @@ def allowed_checkpoint_globals() -> list:
         np.dtypes.Float16DType, np.dtypes.Int64DType, np.dtypes.Int32DType,
         np.dtypes.BoolDType,
     ]
-
-
-def install_allowlist() -> None:
-    """Add :func:`allowed_checkpoint_globals` to torch's weights_only
-    allowlist for this process."""
-    torch.serialization.add_safe_globals(allowed_checkpoint_globals())
 
 
 def load_checkpoint_file(filename: str, map_location=None):
@@ -229,7 +214,7 @@ def guard_loader(loader):
 
     It works for loaders registered at any time and however they fetch the
     file (cache, download, storage backend), as long as they read it with
-    ``torch.load``; :func:`install_torch_load_guard` must be in place.
+    ``torch.load`` (routed here by :mod:`mmacmix.engine.patches.torch`).
     """
     if getattr(loader, 'mmacmix_guarded', False):
         return loader
@@ -262,20 +247,10 @@ def guard_loader(loader):
     return guarded
 
 
-@functools.wraps(_torch_load)
-def _dispatch_torch_load(f, map_location=None, *args, **kwargs):
-    source = getattr(_state, 'source', None)
-    if source is None:
-        return _torch_load(f, map_location, *args, **kwargs)
-    # inside a checkpoint loader: weights only, whatever it asked for
-    return safe_torch_load(f, map_location, source=source)
-
-
-def install_torch_load_guard() -> None:
-    """Route ``torch.load`` through :func:`safe_torch_load` while a
-    :func:`guard_loader` loader runs (in that thread); elsewhere it is
-    torch's own."""
-    torch.load = torch.serialization.load = _dispatch_torch_load
+def current_source():
+    """The checkpoint a :func:`guard_loader` loader is reading in this
+    thread, or None outside such loaders."""
+    return getattr(_state, 'source', None)
 
 
 @contextlib.contextmanager

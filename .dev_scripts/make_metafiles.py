@@ -1,7 +1,7 @@
 """Write the model index that ``mim search mmacmix`` reads: ``model-index.yml``
 and one metafile per family in ``configs/metafiles/``.
 
-Usage: python tools/misc/make_metafiles.py [--check | --reuse-counts]
+Usage: python .dev_scripts/make_metafiles.py [--check | --reuse-counts]
            [--paper FILE]
 
 Every config in ``configs/*.py`` (toy configs and ``_base_`` left out) gets
@@ -9,8 +9,8 @@ one model entry in the metafile of its family (OpenMMLab's
 Collections/Models schema):
 
 * ``Metadata``: ``Parameters`` and ``FLOPs`` (multiply-adds) are ours,
-  counted as ``tools/analysis/paper_table.py`` counts them, at the paper's
-  input size (``Input Size``), from the counts committed in
+  counted as ``tools/analysis_tools/paper_table.py`` counts them, at the
+  paper's input size (``Input Size``), from the counts committed in
   ``docs/model_zoo_counts.json`` (a new or changed model is counted and
   added there);
 * ``Results``: the paper's numbers for the model, copied from
@@ -31,22 +31,19 @@ import sys
 from pathlib import Path
 
 import yaml
+from mmengine.config import Config
+from mmengine.logging import MMLogger
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-# isort: off
-import mmacmix  # noqa: E402,F401  (before anything imports torchvision)
-from mmengine.config import Config  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
+import mmacmix  # noqa: F401
+from mmacmix.analysis.complexity import DEFAULT_SHAPES
+from mmacmix.analysis.model_zoo import CountCache, count
 
-from mmacmix.utils.config_complexity import DEFAULT_SHAPES  # noqa: E402
-from mmacmix.utils.model_zoo import (MODEL_ZOO_COUNTS,  # noqa: E402
-                                     PAPER_RESULTS, CountCache, count)
-# isort: on
-
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout it updates
 CONFIG_DIR = REPO_ROOT / 'configs'
 METAFILE_DIR = CONFIG_DIR / 'metafiles'
 MODEL_INDEX = REPO_ROOT / 'model-index.yml'
+PAPER_RESULTS_FILE = CONFIG_DIR / 'paper_results.json'
+MODEL_ZOO_COUNTS = REPO_ROOT / 'docs' / 'model_zoo_counts.json'
 PAPER = dict(Title='On the Integration of Self-Attention and Convolution',
              URL='https://arxiv.org/abs/2111.14556')
 OFFICIAL_CODE = 'https://github.com/LeapLabTHU/ACmix'
@@ -113,7 +110,7 @@ def parse_args(argv=None):
     mode.add_argument(
         '--reuse-counts', action='store_true',
         help='count nothing: take the counts from the metafiles as they are')
-    parser.add_argument('--paper', default=str(PAPER_RESULTS),
+    parser.add_argument('--paper', default=str(PAPER_RESULTS_FILE),
                         help="the paper's numbers (JSON)")
     return parser.parse_args(argv)
 
@@ -226,7 +223,7 @@ def render(args):
     if reuse:
         known = read_metafile_counts()
     else:
-        cache = CountCache(MODEL_ZOO_COUNTS)
+        cache = CountCache(str(MODEL_ZOO_COUNTS))
     families = {key: [] for key in FAMILIES}
     for path in sorted(CONFIG_DIR.glob('*.py')):
         name = path.stem
@@ -234,7 +231,7 @@ def render(args):
         if reuse:
             if name not in known:
                 raise ValueError(f'{name} has no entry in the metafiles; '
-                                 'run tools/misc/make_metafiles.py')
+                                 'run .dev_scripts/make_metafiles.py')
             counts = known[name]
         else:
             scope = cfg.get('default_scope', 'mmdet')
@@ -267,7 +264,7 @@ def main(argv=None):
             raise ValueError(
                 'out of date: ' + ', '.join(
                     str(p.relative_to(REPO_ROOT)) for p in changed)
-                + '; run python tools/misc/make_metafiles.py (with '
+                + '; run python .dev_scripts/make_metafiles.py (with '
                 '--reuse-counts if only the paper\'s numbers changed)')
         print(f'{len(files)} files up to date')
         return
