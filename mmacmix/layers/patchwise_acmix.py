@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates, check_reflection_input
+from .acmix import ACmixOperator, check_reflection_input
 from .exporting import is_exporting
 
 # elements of the per-piece working tensors (16 MB in float32): bounds the
@@ -372,7 +372,7 @@ def unfold_patchwise_attention(module: 'PatchwiseACmix', q: Tensor,
     return (values * weights).sum(3).view(batch, -1, height, width)
 
 
-class PatchwiseACmix(nn.Module):
+class PatchwiseACmix(ACmixOperator):
     """ACmix operator with SAN's patchwise attention (SAN-ACmix, Pan et al.,
     CVPR 2022, appendix C).
 
@@ -432,14 +432,7 @@ class PatchwiseACmix(nn.Module):
         self.attn_conv1 = nn.Conv2d(r * (1 + taps), g, 1, bias=False)
         self.attn_norm2 = nn.BatchNorm2d(g)
         self.attn_conv2 = nn.Conv2d(g, g * taps, 1)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(
-            4, r, kernel_conv, stride=1, fc_bias=False, in_maps=6)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
+        self.add_conv_path(4, r, kernel_conv, fc_bias=False, in_maps=6)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, H, W)``."""
@@ -447,7 +440,10 @@ class PatchwiseACmix(nn.Module):
         batch, _, height, width = x.shape
         qkv = self.qkv(x).view(batch, 6, self.head_dims, height, width)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2:].flatten(1, 2)
-        return self.rates(self._attend(q, k, v), self.conv(qkv))
+        attention = self._attend(q, k, v)
+        # rate1 as a product: SAN's attention functions take no rate
+        attention = self.rates.rate1.to(attention.dtype) * attention
+        return self.mix(attention, self.conv(qkv, *self.conv_rate_and_bias()))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """The attention path: ``(B, r, H, W)`` queries and keys and

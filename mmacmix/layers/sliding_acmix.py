@@ -26,9 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import (ACmixConvPath, MixingRates, check_reflection_input,
-                    d_major_order)
+from .acmix import ACmixOperator, check_reflection_input
 from .exporting import is_exporting
+from .fast_forms import d_major_order
 from .recompute import recompute_in_backward
 
 
@@ -435,7 +435,7 @@ def _unmarked(tensor: Tensor) -> Tensor:
     return tensor
 
 
-class SlidingACmix(nn.Module):
+class SlidingACmix(ACmixOperator):
     """ACmix operator with 7x7 sliding-window attention (ResNet-ACmix).
 
     ``out = rate1 * attention(q, k, v) + rate2 * conv_path(q, k, v)`` where
@@ -499,14 +499,8 @@ class SlidingACmix(nn.Module):
             persistent=False)
         # attention path: positional encoding (official conv_p)
         self.pos_enc = nn.Conv2d(2, self.head_dims, 1)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(
+        self.add_conv_path(
             num_heads, self.head_dims, kernel_conv, stride, fc_bias=False)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
@@ -534,10 +528,10 @@ class SlidingACmix(nn.Module):
         the rates themselves, which spares keeping their outputs for the
         backward pass (see :func:`sliding_window_attention` and
         :class:`ACmixConvPath`)."""
-        rates = self.rates
         attention = self._attend(qkv, self._position_encoding(*x.shape[-2:]),
-                                 rates.rate1)
-        return attention.flatten(1, 2) + self.conv(qkv, rates.rate2)
+                                 self.rates.rate1)
+        conv = self.conv(qkv, *self.conv_rate_and_bias())
+        return self.mix(attention.flatten(1, 2), conv)
 
     def _position_encoding(self, height: int, width: int) -> Tensor:
         """``pos_enc`` of the coordinate grid, ``(1, head_dims, H, W)``
