@@ -1,33 +1,17 @@
-"""ACmix with SAN's patchwise attention, the operator of SAN-ACmix.
+"""ACmix with SAN's patchwise attention, the operator of SAN-ACmix
+(:class:`PatchwiseACmix`, Pan et al., CVPR 2022, appendix C).
 
-SAN's patchwise attention (Zhao, Jia and Koltun, "Exploring Self-attention
-for Image Recognition", CVPR 2020) computes, for every pixel ``i``, weights
-for the whole ``k x k`` footprint ``R(i)`` at once from the query of ``i``
-and the keys of the footprint, with a small MLP ``gamma``, and aggregates
-the values of the footprint with them:
+SAN's patchwise attention (Zhao, Jia and Koltun, CVPR 2020) computes, for
+every pixel ``i``, weights for its whole ``k x k`` footprint ``R(i)`` with a
+small MLP ``gamma`` and aggregates the values of the footprint with them::
 
     w_i = gamma([q_i, k_j for j in R(i)])   # G x k*k weights
     y_i[c] = sum_j w_i[c % G, j] * v_j[c]
 
-where ``gamma`` is BN, ReLU, 1x1 conv (to ``G`` channels), BN, ReLU, 1x1
-conv (to ``G * k*k``), the weights are shared by the value channels with the
-same index modulo ``G`` (``G`` = value channels / 8), and the keys and
-values are reflection padded. SAN's code unfolds the keys and the values
-(``k*k`` copies of each) for the whole batch. Here nothing is unfolded for
-the whole batch:
-
-* ``gamma``'s first norm is a BatchNorm over the query and the unfolded
-  key channels; the statistics of an unfolded key channel (key channel ``c``
-  seen at footprint position ``t``) are window means of the batch-mean
-  padded map (:func:`window_norm_affine`), no unfold needed;
-* the rest of ``gamma``'s first layer over the key windows
-  (:func:`window_projection`) and its last layer with the aggregation
-  (:func:`patchwise_aggregation`) are custom autograd functions that unfold
-  one piece (some samples, or a band of rows of one) at a time, keep only
-  their inputs for the backward pass and recompute the pieces there.
-
-The ACmix version (Pan et al., CVPR 2022, appendix C) is
-:class:`PatchwiseACmix`.
+Here nothing is unfolded for the whole batch: ``gamma``'s first norm takes
+window statistics (:func:`window_norm_affine`) and two custom autograd
+functions (:func:`window_projection`, :func:`patchwise_aggregation`) work
+piece by piece (see docs/design_san.md).
 """
 import torch
 import torch.nn as nn

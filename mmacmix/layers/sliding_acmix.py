@@ -1,21 +1,9 @@
 """ACmix with sliding-window attention, the operator of ResNet-ACmix.
 
-The official ResNet-ACmix computes its 7x7 sliding-window attention with
-``nn.Unfold``, which copies every key and value 49 times (and keeps several
-such copies for the backward pass). Here the attention is neighbourhood
-attention computed block by block with matrix products, in a custom autograd
-function that keeps nothing but its inputs and output for the backward pass.
-
-Two facts make this possible:
-
-* the official logit of key ``j`` for query ``i`` is
-  ``q_i . (k_j + pe_i - pe_j)``; ``q_i . pe_i`` is the same for every key of
-  query ``i`` and cancels in the softmax, so the attention is plain
-  neighbourhood attention over ``k - pe`` and ``v`` (both reflection padded);
-* the queries of a ``b x b`` block of output pixels all look into one
-  ``(s*(b-1) + 7)``-square "halo" of the padded keys, so one matrix product
-  per block gives all their logits (plus some outside their windows, which a
-  fixed mask removes).
+The attention is neighbourhood attention computed block by block with
+matrix products, in a custom autograd function that keeps only its inputs
+for the backward pass, instead of the official code's ``nn.Unfold`` (see
+docs/design_resnet.md).
 """
 import functools
 import math
