@@ -78,7 +78,7 @@ def patchwise_aggregation_flop_jit(inputs: List[Any],
 OP_HANDLES = {
     'aten::scaled_dot_product_attention': attention_flop_jit,
     # the attention path's proj accumulated into the convolution path's
-    # output (MixingRates.mix_projected), counted as the linear layer it is
+    # output (ACmixOperator.mix), counted as the linear layer it is
     'aten::addmm_': addmm_flop_jit,
     'prim::PythonOp._SlidingWindowAttention': sliding_attention_flop_jit,
     'prim::PythonOp._WindowProjection': window_projection_flop_jit,

@@ -1,30 +1,17 @@
-"""The parts of ACmix that every family shares (torch alone).
-
-ACmix (Pan et al., "On the Integration of Self-Attention and Convolution",
-CVPR 2022) splits both self-attention and convolution into
-
-* stage I: 1x1 projections of the input. ACmix computes them once, as
-  ``3 * heads`` maps of ``head_dims`` channels (the query, key and value of
-  every head), and shares them between the two paths;
-* stage II: the attention path (family specific: windows for Swin, sliding
-  windows for ResNet, spatial reduction for PVT, ...) and the convolution
-  path (:class:`ACmixConvPath`), whose outputs two learnable rates mix
-  (:class:`MixingRates`).
-
-A family plugs in by computing its projections in the layout documented in
-:class:`ACmixConvPath`, running its own attention path on them, and returning
-``rates(attention_out, conv_path(qkv))`` (see
-:class:`mmacmix.layers.WindowACmix` for Swin).
+"""The parts of ACmix that every family shares, in the paper's form (torch
+alone): the convolution path, the mixing rates and :class:`ACmixOperator`,
+the base of the four operators. See docs/design_acmix.md; the equivalent
+faster forms are in :mod:`mmacmix.layers.fast_forms`.
 """
 from contextlib import contextmanager
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .exporting import is_exporting
+from .fast_forms import accumulate_projection, folded_conv_path
 
 # switches of the layers' faster forms, each computing the paper's form
 FAST_FORMS = ('fold_fc', )
@@ -44,17 +31,6 @@ def paper_formulation(model: nn.Module):
     finally:
         for module, name in switched:
             setattr(module, name, True)
-
-
-def d_major_order(num_maps: int, head_dims: int) -> Tensor:
-    """Output-channel order of a projection to ``num_maps`` maps of
-    ``head_dims`` channels (official order: map-major, channel
-    ``m * head_dims + d``) that makes it d-major (channel
-    ``d * num_maps + m``): the layout the folded convolution path reads
-    without a copy. Index the projection's weight and bias with it; the
-    parameters keep the official order, so checkpoints load unchanged."""
-    maps = torch.arange(num_maps) * head_dims
-    return (maps[None] + torch.arange(head_dims)[:, None]).flatten()
 
 
 def check_reflection_input(x: Tensor,
@@ -112,9 +88,10 @@ class ACmixConvPath(nn.Module):
             the input); SAN-ACmix has 6 (a query, a key and four value
             groups) for 4 output heads. Defaults to ``3 * num_heads``.
         fold_fc (bool, optional): Compute ``fc`` and ``dep_conv`` as one
-            group convolution with composed kernels (same output up to
-            float round-off, same parameters). Defaults to folding with at
-            most 5 heads, where it is faster.
+            group convolution with composed kernels
+            (:func:`~mmacmix.layers.fast_forms.folded_conv_path`: same
+            output up to float round-off, same parameters). Defaults to
+            folding with at most 5 heads, where it is faster.
     """
 
     def __init__(self,
@@ -186,101 +163,10 @@ class ACmixConvPath(nn.Module):
         convolution's weights and bias (no pass over the output), and the
         output is not kept for the backward pass."""
         if self.fold_fc:
-            return self._folded(qkv, rate, bias)
-        # fc over the 3*heads axis, moved last: (B, H, W, head_dims, k*k)
+            return folded_conv_path(self, qkv, rate, bias)
+        # fc over the in_maps axis, moved last: (B, H, W, head_dims, k*k)
         return self.shift_and_sum(self.fc(qkv.permute(0, 3, 4, 2, 1)), rate,
                                   bias)
-
-    def _folded(self, qkv: Tensor, rate: Optional[Tensor],
-                bias: Optional[Tensor]) -> Tensor:
-        """``fc`` and ``dep_conv`` as one group convolution over the
-        projections: ``fc`` mixes the maps of one channel index ``d`` and
-        ``dep_conv``'s group ``d`` reads only those, so the two compose to
-        kernels ``(num_heads, 3 * num_heads, k, k)`` per group."""
-        batch, _, head_dims, height, width = qkv.shape
-        # (B, head_dims * 3 * heads, H, W), d-major: a view when the caller
-        # projects d-major channels-last maps (see the class docstring)
-        maps = qkv.transpose(1, 2).reshape(batch, -1, height, width)
-        weight, bias_kernel = self._folded_kernels(rate)
-        bias, border = self._fc_bias(bias_kernel, bias, height, width)
-        dep = self.dep_conv
-        out = F.conv2d(maps, weight.to(maps.dtype), _cast(bias, maps.dtype),
-                       dep.stride, dep.padding, groups=head_dims)
-        return self._add_border(out, border)
-
-    def sum_over_maps(self,
-                      maps: Sequence[Tensor],
-                      rate: Optional[Tensor] = None,
-                      bias: Optional[Tensor] = None) -> Tensor:
-        """The folded form of a path with one head over its maps given
-        apart (the query, key and value: ``(B, head_dims, H, W)`` each, in
-        the order of the input's dim 1), times ``rate``, plus ``bias``: a
-        sum of depthwise convolutions, one per map. On CPU this runs 2-3x
-        faster than the group convolution with 3 channels per group
-        (measured, train and inference); with more heads it is slower."""
-        weight, bias_kernel = self._folded_kernels(rate)
-        bias, border = self._fc_bias(bias_kernel, bias, *maps[0].shape[-2:])
-        dep, head_dims = self.dep_conv, self.head_dims
-        out = None
-        for index, part in enumerate(maps):
-            kernel = weight[:, index, None].to(part.dtype)
-            part = F.conv2d(part, kernel,
-                            _cast(bias, part.dtype) if out is None else None,
-                            dep.stride, dep.padding, groups=head_dims)
-            # in place: the convolutions' backward passes do not read their
-            # outputs
-            out = part if out is None else out.add_(part)
-        return self._add_border(out, border)
-
-    def _folded_kernels(self, rate: Optional[Tensor]) -> tuple:
-        """The kernels of the folded form, ``(num_heads * head_dims,
-        in_maps, k, k)``, and those that ``fc``'s bias composes to
-        (None without a bias)."""
-        dep_weight = self._scaled(self.dep_conv.weight, rate)
-        weight = torch.einsum('okxy,ks->osxy', dep_weight, self.fc.weight)
-        if self.fc.bias is None:
-            return weight, None
-        return weight, torch.einsum('okxy,k->oxy', dep_weight, self.fc.bias)
-
-    def _fc_bias(self, bias_kernel: Optional[Tensor], bias: Optional[Tensor],
-                 height: int, width: int) -> tuple:
-        """``fc``'s bias through the group convolution, the composition of
-        the bias with the zero-padded border of ``fc``'s output: a
-        per-channel constant inside (added to the convolution's ``bias``,
-        which the convolution applies for free) and a map that differs from
-        it only within ``padding`` pixels of the border. Returns the
-        convolution's bias and that map minus the constant,
-        ``(1, C, H', W')`` (or None without a bias), for
-        :meth:`_add_border`."""
-        if bias_kernel is None:
-            return bias, None
-        dep = self.dep_conv
-        ones = bias_kernel.new_ones(1, self.head_dims, height, width)
-        border = F.conv2d(ones, bias_kernel[:, None], None, dep.stride,
-                          dep.padding, groups=self.head_dims)
-        inside = bias_kernel.sum((-2, -1))
-        bias = inside if bias is None else bias + inside
-        return bias, border - inside[:, None, None]
-
-    def _add_border(self, out: Tensor, border: Optional[Tensor]) -> Tensor:
-        """Add :meth:`_fc_bias`'s border map to the convolution's output,
-        only where it is not zero when the stride is 1 (a frame of
-        ``padding`` pixels); in place, as the convolutions' backward passes
-        do not read their outputs."""
-        if border is None:
-            return out
-        border = border.to(out.dtype)
-        pad = self.dep_conv.padding[0]
-        height, width = out.shape[-2:]
-        if (is_exporting() or self.dep_conv.stride[0] != 1
-                or min(height, width) <= 2 * pad):
-            return out.add_(border)
-        for rows in (slice(0, pad), slice(height - pad, height)):
-            out[..., rows, :] += border[..., rows, :]
-        rows = slice(pad, height - pad)
-        for cols in (slice(0, pad), slice(width - pad, width)):
-            out[..., rows, cols] += border[..., rows, cols]
-        return out
 
     def shift_and_sum(self,
                       maps: Tensor,
@@ -294,18 +180,17 @@ class ACmixConvPath(nn.Module):
         # d-major maps as a channels-last NCHW view, which the convolution
         # takes without a copy
         maps = maps.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+        weight = self.shift_kernels(rate).to(maps.dtype)
+        if bias is not None:
+            bias = bias.to(maps.dtype)
         dep = self.dep_conv
-        weight = self._scaled(dep.weight, rate)
-        return F.conv2d(maps, weight.to(maps.dtype), _cast(bias, maps.dtype),
-                        dep.stride, dep.padding, groups=self.head_dims)
+        return F.conv2d(maps, weight, bias, dep.stride, dep.padding,
+                        groups=self.head_dims)
 
-    @staticmethod
-    def _scaled(weight: Tensor, rate: Optional[Tensor]) -> Tensor:
+    def shift_kernels(self, rate: Optional[Tensor] = None) -> Tensor:
+        """``dep_conv``'s kernels, times ``rate`` if given."""
+        weight = self.dep_conv.weight
         return weight if rate is None else rate * weight
-
-
-def _cast(tensor: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
-    return None if tensor is None else tensor.to(dtype)
 
 
 class MixingRates(nn.Module):
@@ -328,27 +213,69 @@ class MixingRates(nn.Module):
         rate2 = self.rate2.to(conv_out.dtype)
         return rate1 * attention_out + rate2 * conv_out
 
-    def conv_bias(self, proj: nn.Linear) -> Optional[Tensor]:
-        """``rate1 * proj.bias``: the bias that :meth:`mix_projected` expects
-        the convolution path to have added (None without a bias)."""
-        return None if proj.bias is None else self.rate1 * proj.bias
 
-    def mix_projected(self, attention: Tensor, proj: nn.Linear,
-                      conv_out: Tensor) -> Tensor:
-        """``rate1 * proj(attention) + rate2 * conv``, the mixing of families
-        whose attention path ends in a linear ``proj``, in one matrix product
-        that accumulates into ``conv_out``: the convolution path's output
-        ``rate2 * conv + rate1 * proj.bias`` (pass ``rate2`` and
-        :meth:`conv_bias` to :class:`ACmixConvPath`). No elementwise pass
-        over the maps; ``conv_out`` (``(..., C)``) is overwritten and
-        returned, ``attention`` (the same shape) may have any strides."""
-        channels = conv_out.shape[-1]
-        weight = (self.rate1 * proj.weight).to(conv_out.dtype).t()
-        attention = attention.reshape(-1, attention.shape[-1]).to(weight)
-        if is_exporting():
-            # the torchscript exporter loses in-place updates of a view
-            return torch.addmm(conv_out.reshape(-1, channels), attention,
-                               weight).view(conv_out.shape)
-        conv_out = conv_out.contiguous()
-        conv_out.view(-1, channels).addmm_(attention, weight)
-        return conv_out
+class ACmixOperator(nn.Module):
+    """Base of the ACmix operators: the convolution path ``conv`` and the
+    mixing ``rates`` that every family shares, and the one way the two paths
+    are mixed, ``rate1 * attention + rate2 * conv`` with each rate folded
+    into its path's last linear step:
+
+    * the convolution path runs with :meth:`conv_rate_and_bias`: ``rate2``
+      in its kernels and, where the attention path ends in a ``proj``
+      layer, ``rate1 * proj.bias`` in its bias;
+    * :meth:`mix` adds the attention path's output to it: one that the path
+      has already multiplied by ``rate1``, or, given ``proj``, the output
+      before ``proj``, which then takes ``rate1`` into its weights and
+      accumulates into the convolution path's output.
+
+    A family builds its stage I and attention path, then calls
+    :meth:`add_conv_path` (its last parameters), and ends its forward pass
+    with :meth:`mix`.
+    """
+
+    def add_conv_path(self,
+                      num_heads: int,
+                      head_dims: int,
+                      kernel_size: int,
+                      stride: int = 1,
+                      fc_bias: bool = True,
+                      in_maps: Optional[int] = None) -> None:
+        """Create ``conv`` (:class:`ACmixConvPath`, same arguments) and
+        ``rates`` (:class:`MixingRates`, at their official 0.5)."""
+        self.conv = ACmixConvPath(num_heads, head_dims, kernel_size, stride,
+                                  fc_bias, in_maps)
+        self.rates = MixingRates()
+
+    def init_weights(self) -> None:
+        """Keep the shift kernels through mmengine's ``init_weights``."""
+        self.conv.init_weights()
+
+    def conv_rate_and_bias(self, proj: Optional[nn.Linear] = None) -> tuple:
+        """The ``rate`` and ``bias`` of the convolution path's call for
+        :meth:`mix`: ``rate2``, and ``rate1 * proj.bias`` (None without
+        ``proj`` or its bias)."""
+        rates = self.rates
+        if proj is None or proj.bias is None:
+            return rates.rate2, None
+        return rates.rate2, rates.rate1 * proj.bias
+
+    def mix(self,
+            attention: Tensor,
+            conv: Tensor,
+            proj: Optional[nn.Linear] = None) -> Tensor:
+        """``rate1 * proj(attention) + rate2 * conv_path``.
+
+        Args:
+            attention (Tensor): The attention path's output, already times
+                ``rate1``; given ``proj``, its output before ``proj`` (any
+                strides), channels last.
+            conv (Tensor): The convolution path's output, computed with
+                :meth:`conv_rate_and_bias` (of the same ``proj``), in the
+                layout of ``attention``; with ``proj`` it is overwritten.
+            proj (nn.Linear, optional): The attention path's final linear
+                layer. Defaults to None (the path has none left to apply).
+        """
+        if proj is None:
+            return attention + conv
+        return accumulate_projection(attention,
+                                     self.rates.rate1 * proj.weight, conv)

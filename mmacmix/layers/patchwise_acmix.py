@@ -1,40 +1,24 @@
-"""ACmix with SAN's patchwise attention, the operator of SAN-ACmix.
+"""ACmix with SAN's patchwise attention, the operator of SAN-ACmix
+(:class:`PatchwiseACmix`, Pan et al., CVPR 2022, appendix C).
 
-SAN's patchwise attention (Zhao, Jia and Koltun, "Exploring Self-attention
-for Image Recognition", CVPR 2020) computes, for every pixel ``i``, weights
-for the whole ``k x k`` footprint ``R(i)`` at once from the query of ``i``
-and the keys of the footprint, with a small MLP ``gamma``, and aggregates
-the values of the footprint with them:
+SAN's patchwise attention (Zhao, Jia and Koltun, CVPR 2020) computes, for
+every pixel ``i``, weights for its whole ``k x k`` footprint ``R(i)`` with a
+small MLP ``gamma`` and aggregates the values of the footprint with them::
 
     w_i = gamma([q_i, k_j for j in R(i)])   # G x k*k weights
     y_i[c] = sum_j w_i[c % G, j] * v_j[c]
 
-where ``gamma`` is BN, ReLU, 1x1 conv (to ``G`` channels), BN, ReLU, 1x1
-conv (to ``G * k*k``), the weights are shared by the value channels with the
-same index modulo ``G`` (``G`` = value channels / 8), and the keys and
-values are reflection padded. SAN's code unfolds the keys and the values
-(``k*k`` copies of each) for the whole batch. Here nothing is unfolded for
-the whole batch:
-
-* ``gamma``'s first norm is a BatchNorm over the query and the unfolded
-  key channels; the statistics of an unfolded key channel (key channel ``c``
-  seen at footprint position ``t``) are window means of the batch-mean
-  padded map (:func:`window_norm_affine`), no unfold needed;
-* the rest of ``gamma``'s first layer over the key windows
-  (:func:`window_projection`) and its last layer with the aggregation
-  (:func:`patchwise_aggregation`) are custom autograd functions that unfold
-  one piece (some samples, or a band of rows of one) at a time, keep only
-  their inputs for the backward pass and recompute the pieces there.
-
-The ACmix version (Pan et al., CVPR 2022, appendix C) is
-:class:`PatchwiseACmix`.
+Here nothing is unfolded for the whole batch: ``gamma``'s first norm takes
+window statistics (:func:`window_norm_affine`) and two custom autograd
+functions (:func:`window_projection`, :func:`patchwise_aggregation`) work
+piece by piece (see docs/design_san.md).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates, check_reflection_input
+from .acmix import ACmixOperator, check_reflection_input
 from .exporting import is_exporting
 
 # elements of the per-piece working tensors (16 MB in float32): bounds the
@@ -372,7 +356,7 @@ def unfold_patchwise_attention(module: 'PatchwiseACmix', q: Tensor,
     return (values * weights).sum(3).view(batch, -1, height, width)
 
 
-class PatchwiseACmix(nn.Module):
+class PatchwiseACmix(ACmixOperator):
     """ACmix operator with SAN's patchwise attention (SAN-ACmix, Pan et al.,
     CVPR 2022, appendix C).
 
@@ -432,14 +416,7 @@ class PatchwiseACmix(nn.Module):
         self.attn_conv1 = nn.Conv2d(r * (1 + taps), g, 1, bias=False)
         self.attn_norm2 = nn.BatchNorm2d(g)
         self.attn_conv2 = nn.Conv2d(g, g * taps, 1)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(
-            4, r, kernel_conv, stride=1, fc_bias=False, in_maps=6)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
+        self.add_conv_path(4, r, kernel_conv, fc_bias=False, in_maps=6)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, H, W)``."""
@@ -447,7 +424,10 @@ class PatchwiseACmix(nn.Module):
         batch, _, height, width = x.shape
         qkv = self.qkv(x).view(batch, 6, self.head_dims, height, width)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2:].flatten(1, 2)
-        return self.rates(self._attend(q, k, v), self.conv(qkv))
+        attention = self._attend(q, k, v)
+        # rate1 as a product: SAN's attention functions take no rate
+        attention = self.rates.rate1.to(attention.dtype) * attention
+        return self.mix(attention, self.conv(qkv, *self.conv_rate_and_bias()))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """The attention path: ``(B, r, H, W)`` queries and keys and

@@ -1,21 +1,9 @@
 """ACmix with sliding-window attention, the operator of ResNet-ACmix.
 
-The official ResNet-ACmix computes its 7x7 sliding-window attention with
-``nn.Unfold``, which copies every key and value 49 times (and keeps several
-such copies for the backward pass). Here the attention is neighbourhood
-attention computed block by block with matrix products, in a custom autograd
-function that keeps nothing but its inputs and output for the backward pass.
-
-Two facts make this possible:
-
-* the official logit of key ``j`` for query ``i`` is
-  ``q_i . (k_j + pe_i - pe_j)``; ``q_i . pe_i`` is the same for every key of
-  query ``i`` and cancels in the softmax, so the attention is plain
-  neighbourhood attention over ``k - pe`` and ``v`` (both reflection padded);
-* the queries of a ``b x b`` block of output pixels all look into one
-  ``(s*(b-1) + 7)``-square "halo" of the padded keys, so one matrix product
-  per block gives all their logits (plus some outside their windows, which a
-  fixed mask removes).
+The attention is neighbourhood attention computed block by block with
+matrix products, in a custom autograd function that keeps only its inputs
+for the backward pass, instead of the official code's ``nn.Unfold`` (see
+docs/design_resnet.md).
 """
 import functools
 import math
@@ -26,9 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import (ACmixConvPath, MixingRates, check_reflection_input,
-                    d_major_order)
+from .acmix import ACmixOperator, check_reflection_input
 from .exporting import is_exporting
+from .fast_forms import d_major_order
 from .recompute import recompute_in_backward
 
 
@@ -435,7 +423,7 @@ def _unmarked(tensor: Tensor) -> Tensor:
     return tensor
 
 
-class SlidingACmix(nn.Module):
+class SlidingACmix(ACmixOperator):
     """ACmix operator with 7x7 sliding-window attention (ResNet-ACmix).
 
     ``out = rate1 * attention(q, k, v) + rate2 * conv_path(q, k, v)`` where
@@ -499,14 +487,8 @@ class SlidingACmix(nn.Module):
             persistent=False)
         # attention path: positional encoding (official conv_p)
         self.pos_enc = nn.Conv2d(2, self.head_dims, 1)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(
+        self.add_conv_path(
             num_heads, self.head_dims, kernel_conv, stride, fc_bias=False)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
@@ -534,10 +516,10 @@ class SlidingACmix(nn.Module):
         the rates themselves, which spares keeping their outputs for the
         backward pass (see :func:`sliding_window_attention` and
         :class:`ACmixConvPath`)."""
-        rates = self.rates
         attention = self._attend(qkv, self._position_encoding(*x.shape[-2:]),
-                                 rates.rate1)
-        return attention.flatten(1, 2) + self.conv(qkv, rates.rate2)
+                                 self.rates.rate1)
+        conv = self.conv(qkv, *self.conv_rate_and_bias())
+        return self.mix(attention.flatten(1, 2), conv)
 
     def _position_encoding(self, height: int, width: int) -> Tensor:
         """``pos_enc`` of the coordinate grid, ``(1, head_dims, H, W)``

@@ -4,8 +4,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates
+from .acmix import ACmixOperator
 from .exporting import is_exporting
+from .fast_forms import sum_over_maps
 
 
 def upsample_to_patches(kv: Tensor, ratio: int, height: int,
@@ -38,7 +39,7 @@ def heads_last(x: Tensor, head_dims: int) -> Tensor:
     return x.unflatten(-1, (-1, head_dims)).transpose(-1, -2)
 
 
-class SpatialReductionACmix(nn.Module):
+class SpatialReductionACmix(ACmixOperator):
     """ACmix operator with PVT's spatial-reduction attention (PVT-ACmix).
 
     Stage I is PVT's: the query ``q = Linear(C, C)(x)`` at full resolution
@@ -101,13 +102,7 @@ class SpatialReductionACmix(nn.Module):
             self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         # attention path
         self.proj = nn.Linear(embed_dims, embed_dims)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(num_heads, self.head_dims, kernel_conv)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
+        self.add_conv_path(num_heads, self.head_dims, kernel_conv)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, H, W, C)`` to ``(B, H, W, C)``; ``H`` and ``W`` must be
@@ -120,19 +115,19 @@ class SpatialReductionACmix(nn.Module):
         else:
             kv = self.kv(x)
 
-        rates = self.rates
-        conv_args = rates.rate2, rates.conv_bias(self.proj)
+        conv_args = self.conv_rate_and_bias(self.proj)
         if self.conv.fold_fc and self.num_heads == 1:
-            conv = self.conv.sum_over_maps(
-                self._full_resolution_maps(q, kv, height, width), *conv_args)
+            conv = sum_over_maps(
+                self.conv, self._full_resolution_maps(q, kv, height, width),
+                *conv_args)
         elif self.conv.fold_fc:
             conv = self.conv(
                 self._full_resolution_qkv(q, kv, height, width), *conv_args)
         else:
             conv = self.conv.shift_and_sum(
                 self._conv_maps(q, kv, height, width), *conv_args)
-        return rates.mix_projected(
-            self._attention(q, kv), self.proj, conv.permute(0, 2, 3, 1))
+        return self.mix(
+            self._attention(q, kv), conv.permute(0, 2, 3, 1), self.proj)
 
     def _conv_maps(self, q: Tensor, kv: Tensor, height: int,
                    width: int) -> Tensor:

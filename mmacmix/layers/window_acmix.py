@@ -1,15 +1,15 @@
 """ACmix with (shifted) window attention, the operator of Swin-ACmix."""
 import functools
 import math
-from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .acmix import ACmixConvPath, MixingRates, d_major_order
+from .acmix import ACmixOperator
 from .exporting import is_exporting
+from .fast_forms import d_major_order
 
 # the additive mask value of the official Swin code (and of mmdet's Swin)
 _MASKED = -100.0
@@ -91,7 +91,7 @@ def _gather_rolled(x: Tensor, shift, sizes: tuple, periods: tuple) -> Tensor:
     return x
 
 
-class WindowACmix(nn.Module):
+class WindowACmix(ACmixOperator):
     """ACmix operator with (shifted) window self-attention (Swin-ACmix).
 
     ``out = rate1 * proj(window_attention(qkv)) + rate2 * conv_path(qkv)``
@@ -155,13 +155,7 @@ class WindowACmix(nn.Module):
             relative_position_index(window_size).flatten(),
             persistent=False)
         self.proj = nn.Linear(embed_dims, embed_dims)
-        # convolution path and mixing
-        self.conv = ACmixConvPath(num_heads, self.head_dims, kernel_conv)
-        self.rates = MixingRates()
-
-    def init_weights(self) -> None:
-        """Keep the shift kernels through mmengine's ``init_weights``."""
-        self.conv.init_weights()
+        self.add_conv_path(num_heads, self.head_dims, kernel_conv)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, H, W, C)`` to ``(B, H, W, C)``."""
@@ -194,17 +188,14 @@ class WindowACmix(nn.Module):
             mask = shifted_window_mask(padded_h, padded_w, ws, shift,
                                        qkv.device)
         attention = self._window_attention(qkv, mask)
-        rates = self.rates
-        conv = self._conv_path(conv_in, rates.rate2,
-                               rates.conv_bias(self.proj))
+        conv = self._conv_path(conv_in)
         if not padded:
-            out = rates.mix_projected(attention, self.proj, conv)
+            out = self.mix(attention, conv, self.proj)
             return torch.roll(out, (shift, shift), (1, 2)) if shift else out
         if shift:
             attention = torch.roll(attention, (shift, shift), (1, 2))
             conv = torch.roll(conv, (shift, shift), (1, 2))
-        return rates.mix_projected(attention[:, :height, :width], self.proj,
-                                   conv)
+        return self.mix(attention[:, :height, :width], conv, self.proj)
 
     def _export_forward(self, x: Tensor) -> Tensor:
         """:meth:`forward` while exporting. The sizes may be symbolic, so
@@ -229,24 +220,19 @@ class WindowACmix(nn.Module):
                                        x.device)
         # as in forward: the attention's windows shift over the padded map,
         # the convolution path over the real pixels
-        rates = self.rates
-        conv = self._conv_path(
-            _gather_rolled(qkv, shift, real, real), rates.rate2,
-            rates.conv_bias(self.proj))
+        conv = self._conv_path(_gather_rolled(qkv, shift, real, real))
         attention = self._window_attention(
             _gather_rolled(qkv, shift, padded, padded), mask)
-        return rates.mix_projected(
-            _gather_rolled(attention, -shift, real, padded), self.proj,
-            _gather_rolled(conv, -shift, real, real))
+        return self.mix(
+            _gather_rolled(attention, -shift, real, padded),
+            _gather_rolled(conv, -shift, real, real), self.proj)
 
-    def _conv_path(self, qkv: Tensor, rate: Tensor,
-                   bias: Optional[Tensor]) -> Tensor:
+    def _conv_path(self, qkv: Tensor) -> Tensor:
         """The convolution path on the projections ``(B, H, W, 3C)``
-        (d-major channels), ``(B, H, W, C)``, times ``rate``, plus ``bias``
-        (see :meth:`ACmixConvPath.forward`)."""
+        (d-major channels), ``(B, H, W, C)``, ready for :meth:`mix`."""
         conv = self.conv(
             qkv.unflatten(-1, (self.head_dims, 3 * self.num_heads)).permute(
-                0, 4, 3, 1, 2), rate, bias)
+                0, 4, 3, 1, 2), *self.conv_rate_and_bias(self.proj))
         return conv.permute(0, 2, 3, 1)
 
     def _project(self, x: Tensor) -> Tensor:
