@@ -10,8 +10,8 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from mmacmix.layers import SpatialReductionACmix
 from mmacmix.layers.exporting import is_exporting
-from mmacmix.layers.sr_acmix import SpatialReductionACmix
 
 from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
                      freeze, init_transformer_weights, resolve_arch,
@@ -38,7 +38,7 @@ class PatchEmbed(nn.Module):
 
 class PVTACmixBlock(PreNormBlock):
     """Pre-norm PVT block whose spatial-reduction attention is
-    :class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`.
+    :class:`mmacmix.layers.SpatialReductionACmix`.
 
     Args:
         embed_dims (int): Channels of the block.
@@ -141,7 +141,7 @@ class PVTACmix(BaseModule):
     2022).
 
     Every spatial-reduction attention of PVT (Wang et al., ICCV 2021) is an
-    ACmix operator (:class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`):
+    ACmix operator (:class:`mmacmix.layers.SpatialReductionACmix`):
     the full-resolution queries and the spatially reduced keys and values
     feed PVT's attention and, upsampled back to full resolution, a
     shift-initialised convolution path; two learnable rates mix them. No
@@ -231,7 +231,10 @@ class PVTACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        arch = self._arch_settings(arch)
+        arch = resolve_arch(
+            arch, self.arch_zoo,
+            {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},
+            'PVTACmix')
         depths = arch['depths']
         num_stages = len(depths)
         if len(patch_sizes) != num_stages:
@@ -280,12 +283,6 @@ class PVTACmix(BaseModule):
 
         self._init_pvt_weights()
         self._freeze_stages()
-
-    def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        return resolve_arch(
-            arch, self.arch_zoo,
-            {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},
-            'PVTACmix')
 
     def _init_pvt_weights(self) -> None:
         """PVT's initialisation (truncated-normal Linear and position

@@ -10,8 +10,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmacmix.layers import ACmixConvPath
-from mmacmix.layers.sliding_acmix import SlidingACmix
+from mmacmix.layers import ACmixConvPath, SlidingACmix
 
 from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
                      check_input, freeze, resolve_out_indices)

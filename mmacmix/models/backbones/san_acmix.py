@@ -9,7 +9,7 @@ from mmengine.model import BaseModule, ModuleList, Sequential
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmacmix.layers.patchwise_acmix import PatchwiseACmix
+from mmacmix.layers import PatchwiseACmix
 
 from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
                      check_input, freeze, resolve_out_indices)
@@ -142,7 +142,7 @@ class SANACmix(BaseModule):
             paths. Defaults to None.
     """
     # blocks per stage (SAN's configs)
-    arch_zoo = {
+    arch_settings = {
         10: (2, 1, 2, 4, 1),
         15: (3, 2, 3, 5, 2),
         19: (3, 3, 4, 6, 3),
@@ -162,8 +162,8 @@ class SANACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        check_depth(depth, self.arch_zoo, 'SANACmix')
-        stage_blocks = self.arch_zoo[depth]
+        check_depth(depth, self.arch_settings, 'SANACmix')
+        stage_blocks = self.arch_settings[depth]
         num_stages = len(stage_blocks)
         for name, value in (('stage_channels', stage_channels),
                             ('kernel_att', kernel_att)):

@@ -217,7 +217,9 @@ class SwinACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        arch = self._arch_settings(arch)
+        arch = resolve_arch(arch, self.arch_zoo,
+                            {'embed_dims', 'depths', 'num_heads'},
+                            'SwinACmix')
         embed_dims, depths = arch['embed_dims'], arch['depths']
         num_stages = len(depths)
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
@@ -260,11 +262,6 @@ class SwinACmix(BaseModule):
 
         self._init_swin_weights()
         self._freeze_stages()
-
-    def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        return resolve_arch(arch, self.arch_zoo,
-                            {'embed_dims', 'depths', 'num_heads'},
-                            'SwinACmix')
 
     def _init_swin_weights(self) -> None:
         """Official Swin initialisation; the ACmix convolution paths keep
