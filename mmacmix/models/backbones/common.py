@@ -1,11 +1,10 @@
 """Pieces the backbone families share."""
-from typing import Callable, Iterable, List, Sequence, Union
+from typing import Callable, List, Sequence, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmacmix.layers import ACmixConvPath
 
@@ -61,15 +60,6 @@ class PreNormBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
-
-
-def freeze(modules: Iterable[nn.Module]) -> None:
-    """Put ``modules`` in eval mode and stop their gradients
-    (``frozen_stages``)."""
-    for module in modules:
-        module.eval()
-        for param in module.parameters():
-            param.requires_grad = False
 
 
 def _is_int(value) -> bool:
@@ -209,11 +199,3 @@ def init_transformer_weights(model: nn.Module,
     for m in model.modules():
         if isinstance(m, ACmixConvPath):
             m.reset_parameters()
-
-
-def batch_norms_to_eval(module: nn.Module) -> None:
-    """Put every BatchNorm of ``module`` in eval mode (``norm_eval``: keep
-    the statistics of the pretrained weights while fine-tuning)."""
-    for m in module.modules():
-        if isinstance(m, _BatchNorm):
-            m.eval()

@@ -13,9 +13,9 @@ from torch import Tensor
 from mmacmix.layers import SpatialReductionACmix
 from mmacmix.layers.exporting import is_exporting
 
-from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
-                     freeze, init_transformer_weights, resolve_arch,
-                     resolve_out_indices)
+from .base import ACmixBackbone
+from .common import (Mlp, PreNormBlock, check_input, init_transformer_weights,
+                     resolve_arch)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
@@ -136,7 +136,7 @@ class PVTACmixStage(BaseModule):
 
 
 @MODELS.register_module()
-class PVTACmix(BaseModule):
+class PVTACmix(ACmixBackbone):
     """Pyramid Vision Transformer (v1) with ACmix blocks (Pan et al., CVPR
     2022).
 
@@ -241,10 +241,7 @@ class PVTACmix(BaseModule):
             raise ValueError(f'{len(patch_sizes)} patch_sizes for '
                              f'{num_stages} stages')
         self.num_features = list(arch['embed_dims'])
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'PVTACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'PVTACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
         # the smallest input every stage can reduce
         self.min_input_size = max(
@@ -295,21 +292,14 @@ class PVTACmix(BaseModule):
 
         init_transformer_weights(self, init_pos_embed)
 
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.stages[0].patch_embed)
-            self.stages[0].pos_embed.requires_grad = False
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if self.out_norms and i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        return [self.stages[0].patch_embed, self.stages[0].pos_embed]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _stage_parts(self, index: int) -> list:
+        parts = [self.stages[index]]
+        if self.out_norms and index in self.out_indices:
+            parts.append(getattr(self, f'norm{index}'))
+        return parts
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, 'PVTACmix', self.in_channels, self.min_input_size)

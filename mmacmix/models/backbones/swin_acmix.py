@@ -10,9 +10,9 @@ from torch import Tensor
 
 from mmacmix.layers import WindowACmix
 
-from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
-                     freeze, init_transformer_weights, resolve_arch,
-                     resolve_out_indices)
+from .base import ACmixBackbone
+from .common import (Mlp, PreNormBlock, check_input, init_transformer_weights,
+                     resolve_arch)
 
 
 class PatchEmbed(nn.Module):
@@ -130,7 +130,7 @@ class SwinACmixStage(BaseModule):
 
 
 @MODELS.register_module()
-class SwinACmix(BaseModule):
+class SwinACmix(ACmixBackbone):
     """Swin Transformer with ACmix blocks (Pan et al., CVPR 2022).
 
     Every window attention of Swin is an ACmix operator
@@ -223,10 +223,7 @@ class SwinACmix(BaseModule):
         embed_dims, depths = arch['embed_dims'], arch['depths']
         num_stages = len(depths)
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'SwinACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'SwinACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
 
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
@@ -274,22 +271,17 @@ class SwinACmix(BaseModule):
         if self.absolute_pos_embed is not None:
             nn.init.trunc_normal_(self.absolute_pos_embed, std=.02)
 
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.patch_embed)
-            if self.absolute_pos_embed is not None:
-                self.absolute_pos_embed.requires_grad = False
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        parts = [self.patch_embed]
+        if self.absolute_pos_embed is not None:
+            parts.append(self.absolute_pos_embed)
+        return parts
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _stage_parts(self, index: int) -> list:
+        parts = [self.stages[index]]
+        if index in self.out_indices:
+            parts.append(getattr(self, f'norm{index}'))
+        return parts
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, 'SwinACmix', self.in_channels)
