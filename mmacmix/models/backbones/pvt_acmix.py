@@ -14,26 +14,11 @@ from mmacmix.layers import SpatialReductionACmix
 from mmacmix.layers.exporting import is_exporting
 
 from .base import ACmixBackbone
-from .common import (Mlp, PreNormBlock, check_input, init_transformer_weights,
-                     resolve_arch)
+from .common import (PatchEmbed, PreNormBlock, check_input,
+                     init_transformer_weights, resolve_arch)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` patches of an NCHW map to tokens
-    ``(B, H // p, W // p, C)``; as in PVT, a remainder smaller than a patch
-    is dropped."""
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int):
-        super().__init__()
-        self.projection = nn.Conv2d(
-            in_channels, embed_dims, patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.projection(x).permute(0, 2, 3, 1))
 
 
 class PVTACmixBlock(PreNormBlock):
@@ -44,31 +29,18 @@ class PVTACmixBlock(PreNormBlock):
         embed_dims (int): Channels of the block.
         num_heads (int): Number of attention heads.
         sr_ratio (int): Spatial-reduction ratio of the keys and values.
-        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
         qkv_bias (bool): Whether the q/kv projections have a bias.
-        drop_rate (float): Dropout after the operator and in the MLP.
         attn_drop_rate (float): Dropout on the attention weights.
-        drop_path_rate (float): Stochastic depth rate of both branches.
         kernel_conv (int): Kernel size of the ACmix convolution path.
-        with_cp (bool): Use gradient checkpointing to save memory.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        **block_kwargs: The other arguments of :class:`PreNormBlock`
+            (``mlp_ratio``, ``drop_rate``, ``drop_path_rate``, ``with_cp``,
+            ``init_cfg``).
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 sr_ratio: int,
-                 mlp_ratio: float,
-                 qkv_bias: bool,
-                 drop_rate: float,
-                 attn_drop_rate: float,
-                 drop_path_rate: float,
-                 kernel_conv: int,
-                 with_cp: bool,
-                 init_cfg=None):
-        super().__init__(drop_path_rate, with_cp, init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-        self.attn = SpatialReductionACmix(
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int,
+                 qkv_bias: bool, attn_drop_rate: float, kernel_conv: int,
+                 **block_kwargs):
+        attn = SpatialReductionACmix(
             embed_dims,
             num_heads,
             sr_ratio,
@@ -76,9 +48,7 @@ class PVTACmixBlock(PreNormBlock):
             attn_drop=attn_drop_rate,
             kernel_conv=kernel_conv,
             norm_eps=NORM_EPS)
-        self.drop = nn.Dropout(drop_rate)
-        self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        super().__init__(embed_dims, attn, norm_eps=NORM_EPS, **block_kwargs)
 
 
 class PVTACmixStage(BaseModule):
@@ -109,7 +79,8 @@ class PVTACmixStage(BaseModule):
                  init_cfg=None,
                  **block_kwargs):
         super().__init__(init_cfg)
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.patch_embed = PatchEmbed(
+            in_channels, embed_dims, patch_size, norm_eps=NORM_EPS)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *pos_shape))
         self.drop_after_pos = nn.Dropout(drop_rate)
         self.blocks = ModuleList([

@@ -11,26 +11,18 @@ from torch import Tensor
 from mmacmix.layers import WindowACmix
 
 from .base import ACmixBackbone
-from .common import (Mlp, PreNormBlock, check_input, init_transformer_weights,
-                     resolve_arch)
+from .common import (PatchEmbed, PreNormBlock, check_input,
+                     init_transformer_weights, resolve_arch)
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping patches to tokens ``(B, H/p, W/p, C)``; inputs are
-    zero-padded at the bottom/right to a multiple of the patch size."""
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.projection = nn.Conv2d(
-            in_channels, embed_dims, patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dims)
+class PaddedPatchEmbed(PatchEmbed):
+    """A :class:`PatchEmbed` that zero-pads its input at the bottom/right to
+    a multiple of the patch size instead of dropping the remainder."""
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         p = self.patch_size
-        x = F.pad(x, (0, -width % p, 0, -height % p))
-        return self.norm(self.projection(x).permute(0, 2, 3, 1))
+        return super().forward(F.pad(x, (0, -width % p, 0, -height % p)))
 
 
 class PatchMerging(nn.Module):
@@ -65,32 +57,18 @@ class SwinACmixBlock(PreNormBlock):
         num_heads (int): Number of attention heads.
         window_size (int): Side of the attention windows.
         shift (bool): Whether the windows are shifted by half a window.
-        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
         qkv_bias (bool): Whether the q/k/v projection has a bias.
-        drop_rate (float): Dropout after the operator and in the MLP.
         attn_drop_rate (float): Dropout on the attention weights.
-        drop_path_rate (float): Stochastic depth rate of both branches.
         kernel_conv (int): Kernel size of the ACmix convolution path.
-        with_cp (bool): Use gradient checkpointing to save memory.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        **block_kwargs: The other arguments of :class:`PreNormBlock`
+            (``mlp_ratio``, ``drop_rate``, ``drop_path_rate``, ``with_cp``,
+            ``init_cfg``).
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 window_size: int,
-                 shift: bool,
-                 mlp_ratio: float,
-                 qkv_bias: bool,
-                 drop_rate: float,
-                 attn_drop_rate: float,
-                 drop_path_rate: float,
-                 kernel_conv: int,
-                 with_cp: bool,
-                 init_cfg=None):
-        super().__init__(drop_path_rate, with_cp, init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = WindowACmix(
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int,
+                 shift: bool, qkv_bias: bool, attn_drop_rate: float,
+                 kernel_conv: int, **block_kwargs):
+        attn = WindowACmix(
             embed_dims,
             num_heads,
             window_size,
@@ -98,9 +76,7 @@ class SwinACmixBlock(PreNormBlock):
             qkv_bias=qkv_bias,
             attn_drop=attn_drop_rate,
             kernel_conv=kernel_conv)
-        self.drop = nn.Dropout(drop_rate)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        super().__init__(embed_dims, attn, **block_kwargs)
 
 
 class SwinACmixStage(BaseModule):
@@ -226,7 +202,8 @@ class SwinACmix(ACmixBackbone):
         self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
 
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.patch_embed = PaddedPatchEmbed(in_channels, embed_dims,
+                                            patch_size)
         if use_abs_pos_embed:
             if isinstance(pretrain_img_size, int):
                 pretrain_img_size = (pretrain_img_size, pretrain_img_size)
