@@ -14,10 +14,10 @@ from mmacmix.analysis.benchmark import tensor_memory_mib
 from mmacmix.layers.sliding_acmix import (SlidingACmix, coordinate_grid,
                                           sliding_window_attention)
 from mmacmix.models.backbones.resnet_acmix import ResNetACmix
-from mmacmix.models.converters import (Layout, extract_state_dict,
+from mmacmix.models.converters import (RESNET_ACMIX_LAYOUT,
+                                       convert_acmix_module,
+                                       extract_state_dict,
                                        load_official_checkpoint)
-from mmacmix.models.resnet_acmix_layout import (RESNET_ACMIX_LAYOUT_ARGS,
-                                                convert_acmix_module)
 
 from acmix_oracle import (unfold_attention, unfold_window_attention,
                           use_unfold_attention)
@@ -402,7 +402,7 @@ def _synthetic_official_checkpoint(reference_dir):
 def test_converter_official_training_checkpoint(reference_dir, tmp_path):
     checkpoint, official, ref = _synthetic_official_checkpoint(reference_dir)
     torch.save(checkpoint, tmp_path / 'official.pth')
-    layout = Layout(**RESNET_ACMIX_LAYOUT_ARGS)
+    layout = RESNET_ACMIX_LAYOUT
 
     state = extract_state_dict(load_official_checkpoint(tmp_path /
                                                         'official.pth'))
@@ -438,7 +438,7 @@ def test_converter_official_training_checkpoint(reference_dir, tmp_path):
 
 def test_converter_reports_missing_and_unexpected_keys(reference_dir):
     _, official, _ = _synthetic_official_checkpoint(reference_dir)
-    layout = Layout(**RESNET_ACMIX_LAYOUT_ARGS)
+    layout = RESNET_ACMIX_LAYOUT
     broken = OrderedDict(official)
     del broken['layer2.1.conv2.conv_p.weight']
     broken['layer1.0.conv2.dep_conv.bias'] = torch.zeros(64)

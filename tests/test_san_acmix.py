@@ -205,7 +205,7 @@ def hand_flops(depth, size=224, stem=64,
     h = w = size
     flops = h * w * (3 * stem + 2 * stem)  # stem convolution and norm
     prev = stem
-    for n, c, k in zip(SANACmix.arch_zoo[depth], channels, kernels):
+    for n, c, k in zip(SANACmix.arch_settings[depth], channels, kernels):
         h, w = math.ceil(h / 2), math.ceil(w / 2)
         r, m, g, taps = c // 16, c // 4, c // 32, k * k
         flops += h * w * (prev * c + 2 * c)  # transition and stage norm
@@ -242,7 +242,7 @@ def test_in1k_config_meets_the_budget(depth):
     assert abs(result['params'] / params - 1) < 0.04
 
 
-def test_arch_zoo():
+def test_arch_settings():
     model = SANACmix(19)
     assert [len(s.blocks) for s in model.stages] == [3, 3, 4, 6, 3]
     assert [s.blocks[0].acmix.kernel_att

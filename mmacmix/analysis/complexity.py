@@ -26,7 +26,7 @@ from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
-from ..layers.acmix import paper_formulation
+from ..layers import paper_formulation
 from ..utils.package_files import find_config
 
 

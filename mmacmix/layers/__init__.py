@@ -1,5 +1,6 @@
 """ACmix operators; they need torch alone."""
 from .acmix import ACmixConvPath, ACmixOperator, MixingRates, paper_formulation
+from .exporting import is_exporting
 from .patchwise_acmix import PatchwiseACmix
 from .sliding_acmix import SlidingACmix, sliding_window_attention
 from .sr_acmix import SpatialReductionACmix
@@ -8,5 +9,5 @@ from .window_acmix import WindowACmix
 __all__ = [
     'ACmixConvPath', 'ACmixOperator', 'MixingRates', 'PatchwiseACmix',
     'SlidingACmix', 'SpatialReductionACmix', 'WindowACmix',
-    'paper_formulation', 'sliding_window_attention'
+    'is_exporting', 'paper_formulation', 'sliding_window_attention'
 ]

@@ -1,11 +1,10 @@
 """Pieces the backbone families share."""
-from typing import Callable, Iterable, List, Sequence, Union
+from typing import Callable, List, Sequence, Union
 
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmacmix.layers import ACmixConvPath
 
@@ -33,22 +32,59 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` patches of an NCHW map to tokens
+    ``(B, H // p, W // p, C)``: a strided convolution and a LayerNorm. A
+    remainder smaller than a patch is dropped."""
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 patch_size: int,
+                 norm_eps: float = 1e-5):
+        super().__init__()
+        self.patch_size = patch_size
+        self.projection = nn.Conv2d(
+            in_channels, embed_dims, patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.projection(x).permute(0, 2, 3, 1))
+
+
 class PreNormBlock(BaseModule):
-    """Pre-norm transformer block:
+    """Pre-norm transformer block around the token mixer ``attn``:
     ``x + drop_path(drop(attn(norm1(x))))``, then
-    ``x + drop_path(mlp(norm2(x)))``. Subclasses build ``norm1``, ``attn``,
-    ``drop``, ``norm2`` and ``mlp``.
+    ``x + drop_path(mlp(norm2(x)))``.
 
     Args:
+        embed_dims (int): Channels of the block.
+        attn (nn.Module): The token mixer, an ACmix operator.
+        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
+        drop_rate (float): Dropout after ``attn`` and in the MLP.
         drop_path_rate (float): Stochastic depth rate of both branches.
         with_cp (bool): Use gradient checkpointing to save memory.
+        norm_eps (float): Epsilon of both LayerNorms. Defaults to 1e-5.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self, drop_path_rate: float, with_cp: bool, init_cfg=None):
+    def __init__(self,
+                 embed_dims: int,
+                 attn: nn.Module,
+                 mlp_ratio: float,
+                 drop_rate: float,
+                 drop_path_rate: float,
+                 with_cp: bool,
+                 norm_eps: float = 1e-5,
+                 init_cfg=None):
         super().__init__(init_cfg)
         self.drop_path_rate = drop_path_rate
         self.with_cp = with_cp
+        self.norm1 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.attn = attn
+        self.drop = nn.Dropout(drop_rate)
+        self.norm2 = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
 
     def _forward(self, x: Tensor) -> Tensor:
         x = x + drop_path(
@@ -61,15 +97,6 @@ class PreNormBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
-
-
-def freeze(modules: Iterable[nn.Module]) -> None:
-    """Put ``modules`` in eval mode and stop their gradients
-    (``frozen_stages``)."""
-    for module in modules:
-        module.eval()
-        for param in module.parameters():
-            param.requires_grad = False
 
 
 def _is_int(value) -> bool:
@@ -209,11 +236,3 @@ def init_transformer_weights(model: nn.Module,
     for m in model.modules():
         if isinstance(m, ACmixConvPath):
             m.reset_parameters()
-
-
-def batch_norms_to_eval(module: nn.Module) -> None:
-    """Put every BatchNorm of ``module`` in eval mode (``norm_eval``: keep
-    the statistics of the pretrained weights while fine-tuning)."""
-    for m in module.modules():
-        if isinstance(m, _BatchNorm):
-            m.eval()

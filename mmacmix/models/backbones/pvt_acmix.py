@@ -10,65 +10,36 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmacmix.layers.exporting import is_exporting
-from mmacmix.layers.sr_acmix import SpatialReductionACmix
+from mmacmix.layers import SpatialReductionACmix, is_exporting
 
-from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
-                     freeze, init_transformer_weights, resolve_arch,
-                     resolve_out_indices)
+from .base import ACmixBackbone
+from .common import (PatchEmbed, PreNormBlock, check_input,
+                     init_transformer_weights, resolve_arch)
 
 # PVT's LayerNorms (mmdet's PyramidVisionTransformer uses it for all of them)
 NORM_EPS = 1e-6
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` patches of an NCHW map to tokens
-    ``(B, H // p, W // p, C)``; as in PVT, a remainder smaller than a patch
-    is dropped."""
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int):
-        super().__init__()
-        self.projection = nn.Conv2d(
-            in_channels, embed_dims, patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.projection(x).permute(0, 2, 3, 1))
-
-
 class PVTACmixBlock(PreNormBlock):
     """Pre-norm PVT block whose spatial-reduction attention is
-    :class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`.
+    :class:`mmacmix.layers.SpatialReductionACmix`.
 
     Args:
         embed_dims (int): Channels of the block.
         num_heads (int): Number of attention heads.
         sr_ratio (int): Spatial-reduction ratio of the keys and values.
-        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
         qkv_bias (bool): Whether the q/kv projections have a bias.
-        drop_rate (float): Dropout after the operator and in the MLP.
         attn_drop_rate (float): Dropout on the attention weights.
-        drop_path_rate (float): Stochastic depth rate of both branches.
         kernel_conv (int): Kernel size of the ACmix convolution path.
-        with_cp (bool): Use gradient checkpointing to save memory.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        **block_kwargs: The other arguments of :class:`PreNormBlock`
+            (``mlp_ratio``, ``drop_rate``, ``drop_path_rate``, ``with_cp``,
+            ``init_cfg``).
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 sr_ratio: int,
-                 mlp_ratio: float,
-                 qkv_bias: bool,
-                 drop_rate: float,
-                 attn_drop_rate: float,
-                 drop_path_rate: float,
-                 kernel_conv: int,
-                 with_cp: bool,
-                 init_cfg=None):
-        super().__init__(drop_path_rate, with_cp, init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-        self.attn = SpatialReductionACmix(
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int,
+                 qkv_bias: bool, attn_drop_rate: float, kernel_conv: int,
+                 **block_kwargs):
+        attn = SpatialReductionACmix(
             embed_dims,
             num_heads,
             sr_ratio,
@@ -76,9 +47,7 @@ class PVTACmixBlock(PreNormBlock):
             attn_drop=attn_drop_rate,
             kernel_conv=kernel_conv,
             norm_eps=NORM_EPS)
-        self.drop = nn.Dropout(drop_rate)
-        self.norm2 = nn.LayerNorm(embed_dims, eps=NORM_EPS)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        super().__init__(embed_dims, attn, norm_eps=NORM_EPS, **block_kwargs)
 
 
 class PVTACmixStage(BaseModule):
@@ -109,7 +78,8 @@ class PVTACmixStage(BaseModule):
                  init_cfg=None,
                  **block_kwargs):
         super().__init__(init_cfg)
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.patch_embed = PatchEmbed(
+            in_channels, embed_dims, patch_size, norm_eps=NORM_EPS)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *pos_shape))
         self.drop_after_pos = nn.Dropout(drop_rate)
         self.blocks = ModuleList([
@@ -136,12 +106,12 @@ class PVTACmixStage(BaseModule):
 
 
 @MODELS.register_module()
-class PVTACmix(BaseModule):
+class PVTACmix(ACmixBackbone):
     """Pyramid Vision Transformer (v1) with ACmix blocks (Pan et al., CVPR
     2022).
 
     Every spatial-reduction attention of PVT (Wang et al., ICCV 2021) is an
-    ACmix operator (:class:`mmacmix.layers.sr_acmix.SpatialReductionACmix`):
+    ACmix operator (:class:`mmacmix.layers.SpatialReductionACmix`):
     the full-resolution queries and the spatially reduced keys and values
     feed PVT's attention and, upsampled back to full resolution, a
     shift-initialised convolution path; two learnable rates mix them. No
@@ -231,17 +201,17 @@ class PVTACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        arch = self._arch_settings(arch)
+        arch = resolve_arch(
+            arch, self.arch_zoo,
+            {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},
+            'PVTACmix')
         depths = arch['depths']
         num_stages = len(depths)
         if len(patch_sizes) != num_stages:
             raise ValueError(f'{len(patch_sizes)} patch_sizes for '
                              f'{num_stages} stages')
         self.num_features = list(arch['embed_dims'])
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'PVTACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'PVTACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
         # the smallest input every stage can reduce
         self.min_input_size = max(
@@ -281,12 +251,6 @@ class PVTACmix(BaseModule):
         self._init_pvt_weights()
         self._freeze_stages()
 
-    def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        return resolve_arch(
-            arch, self.arch_zoo,
-            {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},
-            'PVTACmix')
-
     def _init_pvt_weights(self) -> None:
         """PVT's initialisation (truncated-normal Linear and position
         embeddings, unit LayerNorm, PyTorch-default convolutions); the ACmix
@@ -298,21 +262,14 @@ class PVTACmix(BaseModule):
 
         init_transformer_weights(self, init_pos_embed)
 
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.stages[0].patch_embed)
-            self.stages[0].pos_embed.requires_grad = False
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if self.out_norms and i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        return [self.stages[0].patch_embed, self.stages[0].pos_embed]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _stage_parts(self, index: int) -> list:
+        parts = [self.stages[index]]
+        if self.out_norms and index in self.out_indices:
+            parts.append(getattr(self, f'norm{index}'))
+        return parts
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, 'PVTACmix', self.in_channels, self.min_input_size)

@@ -10,11 +10,10 @@ from mmengine.registry import MODELS
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmacmix.layers import ACmixConvPath
-from mmacmix.layers.sliding_acmix import SlidingACmix
+from mmacmix.layers import ACmixConvPath, SlidingACmix
 
-from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
-                     check_input, freeze, resolve_out_indices)
+from .base import ACmixBackbone
+from .common import check_depth, check_input
 
 
 class ACmixBottleneck(BaseModule):
@@ -88,7 +87,7 @@ class ACmixBottleneck(BaseModule):
 
 
 @MODELS.register_module()
-class ResNetACmix(BaseModule):
+class ResNetACmix(ACmixBackbone):
     """ResNet-ACmix (Pan et al., CVPR 2022), the authors' ResNet variant.
 
     A torchvision-style bottleneck ResNet (7x7 stem with stride 2, 3x3
@@ -174,10 +173,7 @@ class ResNetACmix(BaseModule):
                                  f'{len(stage_blocks)} entries')
         num_stages = len(stage_blocks)
         self.depth = depth
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'ResNetACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'ResNetACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
         self.min_input_size = self._min_input_size(stage_blocks, strides,
                                                    kernel_att)
@@ -254,20 +250,11 @@ class ResNetACmix(BaseModule):
             if isinstance(m, ACmixConvPath):
                 m.reset_parameters()
 
-    def _freeze_stages(self) -> None:
-        frozen = [self.conv1, self.bn1] if self.frozen_stages >= 0 else []
-        frozen += [
-            getattr(self, name) for name in self.res_layers[:max(
-                self.frozen_stages, 0)]
-        ]
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        return [self.conv1, self.bn1]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            batch_norms_to_eval(self)
-        return self
+    def _stage_parts(self, index: int) -> list:
+        return [getattr(self, self.res_layers[index])]
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, f'ResNetACmix (depth {self.depth})', self.in_channels,

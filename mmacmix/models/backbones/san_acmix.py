@@ -9,10 +9,10 @@ from mmengine.model import BaseModule, ModuleList, Sequential
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmacmix.layers.patchwise_acmix import PatchwiseACmix
+from mmacmix.layers import PatchwiseACmix
 
-from .common import (batch_norms_to_eval, check_depth, check_frozen_stages,
-                     check_input, freeze, resolve_out_indices)
+from .base import ACmixBackbone
+from .common import check_depth, check_input
 
 
 class SANACmixBlock(BaseModule):
@@ -92,7 +92,7 @@ class SANACmixStage(BaseModule):
 
 
 @MODELS.register_module()
-class SANACmix(BaseModule):
+class SANACmix(ACmixBackbone):
     """SAN-ACmix (Pan et al., CVPR 2022, appendix C): SAN-10/15/19 with
     patchwise attention (Zhao, Jia and Koltun, CVPR 2020) whose
     self-attention operators are ACmix operators
@@ -142,7 +142,7 @@ class SANACmix(BaseModule):
             paths. Defaults to None.
     """
     # blocks per stage (SAN's configs)
-    arch_zoo = {
+    arch_settings = {
         10: (2, 1, 2, 4, 1),
         15: (3, 2, 3, 5, 2),
         19: (3, 3, 4, 6, 3),
@@ -162,8 +162,8 @@ class SANACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        check_depth(depth, self.arch_zoo, 'SANACmix')
-        stage_blocks = self.arch_zoo[depth]
+        check_depth(depth, self.arch_settings, 'SANACmix')
+        stage_blocks = self.arch_settings[depth]
         num_stages = len(stage_blocks)
         for name, value in (('stage_channels', stage_channels),
                             ('kernel_att', kernel_att)):
@@ -174,10 +174,7 @@ class SANACmix(BaseModule):
             raise ValueError(f'stage_channels {stage_channels} must be '
                              f'multiples of 32')
         self.depth = depth
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'SANACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'SANACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
         # stage i's maps have ceil(H / 2**i) pixels, which must be more
         # than half its footprint (reflection padding): 97 for SAN's
@@ -202,17 +199,11 @@ class SANACmix(BaseModule):
                     with_cp=with_cp))
         self._freeze_stages()
 
-    def _freeze_stages(self) -> None:
-        frozen = [self.stem, self.stem_norm] if self.frozen_stages >= 0 else []
-        frozen += list(self.stages[:max(self.frozen_stages, 0)])
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        return [self.stem, self.stem_norm]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            batch_norms_to_eval(self)
-        return self
+    def _stage_parts(self, index: int) -> list:
+        return [self.stages[index]]
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, f'SANACmix (depth {self.depth})', self.in_channels,

@@ -10,27 +10,19 @@ from torch import Tensor
 
 from mmacmix.layers import WindowACmix
 
-from .common import (Mlp, PreNormBlock, check_frozen_stages, check_input,
-                     freeze, init_transformer_weights, resolve_arch,
-                     resolve_out_indices)
+from .base import ACmixBackbone
+from .common import (PatchEmbed, PreNormBlock, check_input,
+                     init_transformer_weights, resolve_arch)
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping patches to tokens ``(B, H/p, W/p, C)``; inputs are
-    zero-padded at the bottom/right to a multiple of the patch size."""
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.projection = nn.Conv2d(
-            in_channels, embed_dims, patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dims)
+class PaddedPatchEmbed(PatchEmbed):
+    """A :class:`PatchEmbed` that zero-pads its input at the bottom/right to
+    a multiple of the patch size instead of dropping the remainder."""
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         p = self.patch_size
-        x = F.pad(x, (0, -width % p, 0, -height % p))
-        return self.norm(self.projection(x).permute(0, 2, 3, 1))
+        return super().forward(F.pad(x, (0, -width % p, 0, -height % p)))
 
 
 class PatchMerging(nn.Module):
@@ -65,32 +57,18 @@ class SwinACmixBlock(PreNormBlock):
         num_heads (int): Number of attention heads.
         window_size (int): Side of the attention windows.
         shift (bool): Whether the windows are shifted by half a window.
-        mlp_ratio (float): Hidden channels of the MLP over ``embed_dims``.
         qkv_bias (bool): Whether the q/k/v projection has a bias.
-        drop_rate (float): Dropout after the operator and in the MLP.
         attn_drop_rate (float): Dropout on the attention weights.
-        drop_path_rate (float): Stochastic depth rate of both branches.
         kernel_conv (int): Kernel size of the ACmix convolution path.
-        with_cp (bool): Use gradient checkpointing to save memory.
-        init_cfg (dict, optional): Initialization config. Defaults to None.
+        **block_kwargs: The other arguments of :class:`PreNormBlock`
+            (``mlp_ratio``, ``drop_rate``, ``drop_path_rate``, ``with_cp``,
+            ``init_cfg``).
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 window_size: int,
-                 shift: bool,
-                 mlp_ratio: float,
-                 qkv_bias: bool,
-                 drop_rate: float,
-                 attn_drop_rate: float,
-                 drop_path_rate: float,
-                 kernel_conv: int,
-                 with_cp: bool,
-                 init_cfg=None):
-        super().__init__(drop_path_rate, with_cp, init_cfg)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = WindowACmix(
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int,
+                 shift: bool, qkv_bias: bool, attn_drop_rate: float,
+                 kernel_conv: int, **block_kwargs):
+        attn = WindowACmix(
             embed_dims,
             num_heads,
             window_size,
@@ -98,9 +76,7 @@ class SwinACmixBlock(PreNormBlock):
             qkv_bias=qkv_bias,
             attn_drop=attn_drop_rate,
             kernel_conv=kernel_conv)
-        self.drop = nn.Dropout(drop_rate)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+        super().__init__(embed_dims, attn, **block_kwargs)
 
 
 class SwinACmixStage(BaseModule):
@@ -130,7 +106,7 @@ class SwinACmixStage(BaseModule):
 
 
 @MODELS.register_module()
-class SwinACmix(BaseModule):
+class SwinACmix(ACmixBackbone):
     """Swin Transformer with ACmix blocks (Pan et al., CVPR 2022).
 
     Every window attention of Swin is an ACmix operator
@@ -217,17 +193,17 @@ class SwinACmix(BaseModule):
                  with_cp: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg)
-        arch = self._arch_settings(arch)
+        arch = resolve_arch(arch, self.arch_zoo,
+                            {'embed_dims', 'depths', 'num_heads'},
+                            'SwinACmix')
         embed_dims, depths = arch['embed_dims'], arch['depths']
         num_stages = len(depths)
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
-        self.out_indices = resolve_out_indices(out_indices, num_stages,
-                                               'SwinACmix')
-        check_frozen_stages(frozen_stages, num_stages, 'SwinACmix')
-        self.frozen_stages = frozen_stages
+        self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
 
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size)
+        self.patch_embed = PaddedPatchEmbed(in_channels, embed_dims,
+                                            patch_size)
         if use_abs_pos_embed:
             if isinstance(pretrain_img_size, int):
                 pretrain_img_size = (pretrain_img_size, pretrain_img_size)
@@ -261,11 +237,6 @@ class SwinACmix(BaseModule):
         self._init_swin_weights()
         self._freeze_stages()
 
-    def _arch_settings(self, arch: Union[str, dict]) -> dict:
-        return resolve_arch(arch, self.arch_zoo,
-                            {'embed_dims', 'depths', 'num_heads'},
-                            'SwinACmix')
-
     def _init_swin_weights(self) -> None:
         """Official Swin initialisation; the ACmix convolution paths keep
         their own (PyTorch default ``fc``, shift-kernel ``dep_conv``)."""
@@ -277,22 +248,17 @@ class SwinACmix(BaseModule):
         if self.absolute_pos_embed is not None:
             nn.init.trunc_normal_(self.absolute_pos_embed, std=.02)
 
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.patch_embed)
-            if self.absolute_pos_embed is not None:
-                self.absolute_pos_embed.requires_grad = False
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
+    def _stem_parts(self) -> list:
+        parts = [self.patch_embed]
+        if self.absolute_pos_embed is not None:
+            parts.append(self.absolute_pos_embed)
+        return parts
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _stage_parts(self, index: int) -> list:
+        parts = [self.stages[index]]
+        if index in self.out_indices:
+            parts.append(getattr(self, f'norm{index}'))
+        return parts
 
     def forward(self, x: Tensor) -> tuple:
         check_input(x, 'SwinACmix', self.in_channels)

@@ -1,23 +1,12 @@
-"""Key layout of the official ResNet-ACmix checkpoints (LeapLabTHU/ACmix,
-ResNet folder), for :mod:`mmacmix.models.converters`.
-
-The official trainer saves ``{'state_dict', 'optimizer', 'scheduler', ...}``
-from ``DistributedDataParallel``, so every key starts with ``module.``
-(``extract_state_dict`` strips it and keeps only the weights). The keys are
-torchvision's (``conv1``, ``bn1``, ``layer{1..4}.{i}.conv1/bn1/conv2/bn2/
-conv3/bn3/downsample.{0,1}``, ``fc``) and the ACmix operator ``conv2`` holds
-``conv1/conv2/conv3`` (q, k, v 1x1 convolutions with bias), ``conv_p``,
-``fc`` (``Conv2d(3 * heads, 9, 1)``, no bias), ``dep_conv`` (no bias),
-``rate1`` and ``rate2``.
-
-This module only describes the layout (plain data and functions): build it
-with ``Layout(**RESNET_ACMIX_LAYOUT_ARGS)``.
-"""
+"""Official ResNet-ACmix checkpoints (LeapLabTHU/ACmix, ResNet folder):
+torchvision's ResNet keys, with the ACmix operator as ``conv2``."""
 import re
 from typing import Dict
 
 import torch
 from torch import Tensor
+
+from .layout import Layout
 
 _BLOCK = r'layer(?P<layer>\d+)\.(?P<block>\d+)\.'
 _OUR_BLOCK = r'backbone.layer\g<layer>.\g<block>.'
@@ -49,7 +38,7 @@ _OPERATOR_RULES = [
     (r'(?P<rate>rate1|rate2)', r'rates.\g<rate>', None),
 ]
 
-RESNET_ACMIX_LAYOUT_ARGS = dict(
+RESNET_ACMIX_LAYOUT = Layout(
     name='resnet_acmix_official',
     description='official ResNet-ACmix (LeapLabTHU/ACmix, ResNet folder)',
     rules=[

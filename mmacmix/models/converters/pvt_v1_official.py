@@ -1,24 +1,10 @@
-"""The PVT v1 ImageNet checkpoint layout (whai362/PVT) for the converter.
-
-:data:`PVT_V1_LAYOUT` holds the arguments of a
-:class:`mmacmix.models.converters.Layout` (``Layout(**PVT_V1_LAYOUT)``): it
-maps ``pvt_tiny.pth`` ... ``pvt_large.pth`` to an mmpretrain
-``ImageClassifier`` with a :class:`PVTACmix` backbone. PVT has no
-convolution path, so (as for plain Swin) every block starts at rates
-``(1, 0)`` with the convolution path at its initialisation (shift kernels):
-the converted backbone computes exactly the pretrained PVT. The converter
-adds that step (``finalize``) when it builds the :class:`Layout`.
-
-PVT classifies from a class token that joins the tokens of the last stage;
-PVTACmix pools globally (the convolution path has no place for a token), so
-``cls_token`` and its position-embedding slot are dropped. ``norm`` and
-``head`` are kept (as ``backbone.norm3`` and ``head.fc``) so that the file
-loads as a classifier, but that head was trained on the class token:
-fine-tune before reading its logits.
-"""
+"""whai362/PVT v1 ImageNet classifiers (``pvt_tiny.pth`` ...); what the
+conversion keeps and drops is in docs/design_pvt.md."""
 import math
 
 from torch import Tensor
+
+from .layout import Layout, attention_only_rates
 
 NUM_STAGES = 4  # every PVT v1 model
 
@@ -50,10 +36,11 @@ _RULES = [
 ] + [
     (r'norm\.(weight|bias)', rf'backbone.norm{NUM_STAGES - 1}.\1', None),
     (r'head\.(weight|bias)', r'head.fc.\1', None),
+    # PVTACmix pools globally: the class token has no place in it
     (r'cls_token', None, None),
 ]
 
-PVT_V1_LAYOUT = dict(
+PVT_V1_LAYOUT = Layout(
     name='pvt_v1_official',
     description='PVT v1 ImageNet classifier (whai362/PVT); the ACmix '
     'convolution paths start at their initialisation, rates at (1, 0)',
@@ -68,4 +55,5 @@ PVT_V1_LAYOUT = dict(
         f'{layer}.{param}'
         for layer in ('norm1', 'attn.q', 'attn.kv', 'attn.proj', 'norm2',
                       'mlp.fc1', 'mlp.fc2') for param in ('weight', 'bias')
-    ])
+    ],
+    finalize=attention_only_rates)
