@@ -1,31 +1,9 @@
-"""What ``tools/analysis_tools/benchmark.py`` measures: a train step or an
-inference of a config's model (or of its backbone alone) on synthetic
-inputs, timed, and the peak memory it takes.
-
-An *entry* is ``CONFIG`` (the whole model: detector, segmentor or
-classifier) or ``CONFIG:backbone`` (its backbone alone), where ``CONFIG`` is
-a file or a ``package::path`` config such as
-``mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``. Models are built with
-random weights (no checkpoint is read, ``init_cfg`` is not applied), so two
-entries compare the cost of their architectures on the same inputs.
-
-* **inference**: ``model(inputs, data_samples, mode='predict')`` under
-  ``torch.no_grad()`` in eval mode (post-processing included, as a user's
-  inference), or ``backbone(inputs)``.
-* **train step**: ``mode='loss'`` with synthetic ground truth (boxes and
-  masks, a segmentation map or a label), the model's ``parse_losses``,
-  backward and an SGD step; for a backbone alone, the mean of its outputs as
-  the loss.
-
-A ``torchvision::NAME`` entry is ``torchvision.models.NAME()`` (the baseline
-of the classifiers, e.g. ``resnet50``): inference is its forward pass, the
-train step its cross-entropy on random labels.
-
-With ``compile`` set, the model (or backbone) is wrapped in
-``torch.compile`` with that backend: a step then runs the compiled forward
-pass (and the backward pass AOT autograd made for it); the first step of
-each mode compiles, so warm-up steps leave it out of the times.
-"""
+"""What ``tools/analysis_tools/benchmark.py`` measures: the train step or
+the inference of a config's model, of its backbone alone
+(``CONFIG:backbone``) or of a torchvision classifier
+(``torchvision::NAME``), on synthetic inputs and random weights, timed, with
+its peak memory; optionally under ``torch.compile``. What each step runs:
+docs/performance.md."""
 import resource
 import statistics
 import time
