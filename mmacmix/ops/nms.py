@@ -11,7 +11,7 @@ from ._torchvision import torchvision_ops
 
 # Boxes resolved per greedy step: one (block x block) IoU matrix walked in
 # Python, then one (kept x rest) matrix suppresses the rest at once.
-_BLOCK = 64
+_BLOCK = 128
 
 
 def _areas(boxes, offset):
@@ -19,27 +19,31 @@ def _areas(boxes, offset):
     return (x2 - x1 + offset) * (y2 - y1 + offset)
 
 
-def _iou(boxes_a, areas_a, boxes_b, areas_b, offset):
+def _iou(coords_a, areas_a, coords_b, areas_b, offset):
     """IoU of every box of ``a`` (rows) with every box of ``b`` (columns),
-    in the kernel's order: ``inter / (area_a + area_b - inter)``."""
-    a, b = boxes_a[:, None, :], boxes_b[None, :, :]
-    w = (torch.minimum(a[..., 2], b[..., 2]) -
-         torch.maximum(a[..., 0], b[..., 0]) + offset).clamp_min(0)
-    h = (torch.minimum(a[..., 3], b[..., 3]) -
-         torch.maximum(a[..., 1], b[..., 1]) + offset).clamp_min(0)
-    inter = w * h
-    return inter / (areas_a[:, None] + areas_b[None, :] - inter)
+    in the kernel's order: ``inter / (area_a + area_b - inter)``.
+    ``coords_*`` are the (4, N) rows ``x1, y1, x2, y2`` (contiguous: the
+    pairs are the cost of NMS, so each op runs once, in place)."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = (
+        (c[:, None] for c in coords_a), coords_b)
+    w = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1))
+    h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1))
+    if offset:  # (adding 0 changes nothing that survives the clamp)
+        w, h = w.add_(offset), h.add_(offset)
+    inter = w.clamp_min_(0).mul_(h.clamp_min_(0))
+    return inter.div_((areas_a[:, None] + areas_b).sub_(inter))
 
 
-def _greedy_keep(boxes, areas, iou_threshold, offset):
-    """Positions kept by greedy NMS of ``boxes`` sorted by score (highest
-    first): a box is dropped if its IoU with a kept, higher-scored box
-    exceeds ``iou_threshold``."""
-    remaining = torch.arange(len(boxes), device=boxes.device)
+def _greedy_keep(coords, areas, iou_threshold, offset):
+    """Positions kept by greedy NMS of boxes sorted by score (highest
+    first), given as (4, N) ``coords``: a box is dropped if its IoU with a
+    kept, higher-scored box exceeds ``iou_threshold``."""
+    remaining = torch.arange(coords.size(1), device=coords.device)
     kept = []
     while len(remaining):
         head, rest = remaining[:_BLOCK], remaining[_BLOCK:]
-        overlaps = (_iou(boxes[head], areas[head], boxes[head], areas[head],
+        head_coords, head_areas = coords[:, head], areas[head]
+        overlaps = (_iou(head_coords, head_areas, head_coords, head_areas,
                          offset) > iou_threshold).tolist()
         alive = [True] * len(head)
         keep_local = []
@@ -47,11 +51,11 @@ def _greedy_keep(boxes, areas, iou_threshold, offset):
             if alive[i]:
                 keep_local.append(i)
                 alive = [a and not o for a, o in zip(alive, row)]
-        kept_head = head[keep_local]
-        kept.append(kept_head)
+        kept.append(head[keep_local])
         if len(rest):
-            suppressed = (_iou(boxes[kept_head], areas[kept_head],
-                               boxes[rest], areas[rest], offset)
+            suppressed = (_iou(head_coords[:, keep_local],
+                               head_areas[keep_local], coords[:, rest],
+                               areas[rest], offset)
                           > iou_threshold).any(0)
             remaining = rest[~suppressed]
         else:
@@ -83,8 +87,8 @@ def nms(boxes, scores, iou_threshold, offset):
     sorted_boxes = boxes[order]
     # the threshold is a C float in the kernel: compare in float32 too
     threshold = torch.tensor(iou_threshold, dtype=torch.float32).item()
-    keep = _greedy_keep(sorted_boxes, _areas(sorted_boxes, offset),
-                        threshold, offset)
+    keep = _greedy_keep(sorted_boxes.t().contiguous(),
+                        _areas(sorted_boxes, offset), threshold, offset)
     return order[keep]
 
 
@@ -130,8 +134,8 @@ def softnms(boxes, scores, dets, iou_threshold, sigma, min_score, method,
             array[[i, top]] = array[[top, i]]
         picked.append(torch.cat([work[i], score[i:i + 1]]))
         rest = slice(i + 1, count)
-        ovr = _iou(work[i:i + 1], areas[i:i + 1], work[rest], areas[rest],
-                   offset)[0]
+        ovr = _iou(work[i:i + 1].t(), areas[i:i + 1], work[rest].t(),
+                   areas[rest], offset)[0]
         if method == 0:
             weight = torch.where(ovr >= threshold, 0.0, 1.0)
         elif method == 1:
