@@ -6,12 +6,15 @@ kernel's own float32 operations in its order, so the kept indices match
 compiled mmcv exactly.
 """
 import torch
+import torch.nn.functional as F
 
 from ._torchvision import torchvision_ops
 
 # Boxes resolved per greedy step: one (block x block) IoU matrix walked in
-# Python, then one (kept x rest) matrix suppresses the rest at once.
-_BLOCK = 128
+# Python, then one (kept x rest) matrix suppresses the rest at once. Large
+# blocks mean few tensor ops (each a parallel region that waits for all of
+# torch's threads) for the same pairs.
+_BLOCK = 512
 
 
 def _areas(boxes, offset):
@@ -43,14 +46,9 @@ def _greedy_keep(coords, areas, iou_threshold, offset):
     while len(remaining):
         head, rest = remaining[:_BLOCK], remaining[_BLOCK:]
         head_coords, head_areas = coords[:, head], areas[head]
-        overlaps = (_iou(head_coords, head_areas, head_coords, head_areas,
-                         offset) > iou_threshold).tolist()
-        alive = [True] * len(head)
-        keep_local = []
-        for i, row in enumerate(overlaps):
-            if alive[i]:
-                keep_local.append(i)
-                alive = [a and not o for a, o in zip(alive, row)]
+        keep_local = _greedy_in_block(
+            _iou(head_coords, head_areas, head_coords, head_areas, offset)
+            > iou_threshold)
         kept.append(head[keep_local])
         if len(rest):
             suppressed = (_iou(head_coords[:, keep_local],
@@ -61,6 +59,24 @@ def _greedy_keep(coords, areas, iou_threshold, offset):
         else:
             remaining = rest
     return torch.cat(kept)
+
+
+def _greedy_in_block(overlaps):
+    """Greedy NMS within one block, given its (b, b) overlap mask: each
+    row becomes a Python int (bit j: overlaps box j), so the walk is one
+    shift and one or per box. (A kept box also sets the bits of boxes
+    before it: those are decided already.)"""
+    b = len(overlaps)
+    bits = F.pad(overlaps, (0, -b % 8)).view(b, -1, 8).to(torch.uint8)
+    powers = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8,
+                          device=bits.device)
+    packed = (bits * powers).sum(-1, dtype=torch.uint8)
+    removed, keep = 0, []
+    for i, row in enumerate(packed.tolist()):
+        if not removed >> i & 1:
+            keep.append(i)
+            removed |= int.from_bytes(bytes(row), 'little')
+    return keep
 
 
 def nms(boxes, scores, iou_threshold, offset):
