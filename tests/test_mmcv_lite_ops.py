@@ -47,6 +47,19 @@ def test_nms_keeps_what_compiled_mmcv_keeps(case):
     assert torch.equal(keep, case['keep'])
 
 
+@pytest.mark.parametrize('mode', [0, 1])
+def test_roi_align_of_no_rois(mode):
+    features, rois = torch.rand(2, 3, 5, 5), torch.zeros(0, 5)
+    out = torch.zeros(0, 3, 2, 2)
+    argmax = torch.zeros(0, 3, 2, 2) if mode == 0 else torch.zeros(0)
+    ops.roi_align_forward(features, rois, out, argmax, argmax.clone(), 2, 2,
+                          1.0, 0, mode, True)
+    grad = torch.zeros_like(features)
+    ops.roi_align_backward(out, rois, argmax, argmax.clone(), grad, 2, 2,
+                           1.0, 0, mode, True)
+    assert not grad.any()
+
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_nms_of_low_precision_boxes_is_that_of_their_float32_values(dtype):
     # compiled mmcv's CPU kernel reads float32 only; the widening is exact
@@ -260,6 +273,10 @@ def test_bad_input_to_implemented_ops_raises_value_errors():
     with pytest.raises(ValueError, match='expected'):
         ops.roi_align_forward(features, rois, torch.zeros(1, 2, 3, 3), empty,
                               empty, 2, 2, 1.0, 0, 1, True)
+    with pytest.raises(ValueError, match='argmax_y'):
+        ops.roi_align_backward(out, rois, empty, empty,
+                               torch.zeros_like(features), 2, 2, 1.0, 0, 0,
+                               True)
     with pytest.raises(RuntimeError, match='x2 >= x1'):
         ops.roi_align_forward(features, rois[:, [0, 3, 2, 1, 4]], out, empty,
                               empty, 2, 2, 1.0, 0, 1, True)

@@ -155,12 +155,7 @@ def roi_align_forward(input, rois, output, argmax_y, argmax_x,
             RoIAlignV2) instead of stretching them to at least 1 pixel.
     """
     pooled = (aligned_height, aligned_width)
-    _check(input, rois, output, pooled, pool_mode)
-    if pool_mode == MAX_POOL:
-        for name, t in (('argmax_y', argmax_y), ('argmax_x', argmax_x)):
-            if t.shape != output.shape:
-                raise ValueError(f'roi_align: {name} must be shaped like '
-                                 f'output {tuple(output.shape)} in max mode')
+    _check(input, rois, output, pooled, pool_mode, argmax_y, argmax_x)
     if len(rois) == 0:
         return
     ops = torchvision_ops(input)
@@ -171,7 +166,7 @@ def roi_align_forward(input, rois, output, argmax_y, argmax_x,
                           aligned))
         return
     dtype = _compute_dtype(input.dtype)
-    batch_size, channels, height, width = input.shape
+    _, channels, height, width = input.shape
     geometry = _roi_grid(rois, *pooled, spatial_scale, sampling_ratio,
                          aligned, dtype)
     features = input.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
@@ -259,7 +254,8 @@ def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input,
         aligned (bool): as in the forward.
     """
     pooled = (aligned_height, aligned_width)
-    _check(grad_input, rois, grad_output, pooled, pool_mode)
+    _check(grad_input, rois, grad_output, pooled, pool_mode, argmax_y,
+           argmax_x)
     if len(rois) == 0:
         return
     batch_size, channels, height, width = grad_input.shape
@@ -271,15 +267,17 @@ def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input,
             aligned_height, aligned_width, batch_size, channels, height,
             width, sampling_ratio, aligned)
         return
-    grad = torch.zeros(batch_size * height * width, channels, dtype=dtype,
-                       device=grad_input.device)
     grad_output = grad_output.to(dtype)
     if pool_mode == MAX_POOL:
-        grad = grad.view(-1)
+        grad = torch.zeros(grad_input.numel(), dtype=dtype,
+                           device=grad_input.device)
         _max_pool_backward(grad_output, rois, argmax_y.to(dtype),
                            argmax_x.to(dtype), grad, grad_input.shape)
         grad_input += grad.view(grad_input.shape).to(grad_input.dtype)
         return
+    # channels last, as the forward reads the features
+    grad = torch.zeros(batch_size * height * width, channels, dtype=dtype,
+                       device=grad_input.device)
     geometry = _roi_grid(rois, *pooled, spatial_scale, sampling_ratio,
                          aligned, dtype)
     for gh, gw, members in _groups(*geometry[5:]):
@@ -320,7 +318,8 @@ def _max_pool_backward(grad_output, rois, argmax_y, argmax_x, grad, shape):
                                 (g * (wy * wx)).reshape(-1))
 
 
-def _check(features, rois, bins, pooled, pool_mode):
+def _check(features, rois, bins, pooled, pool_mode, argmax_y, argmax_x):
+    """Raise ValueError for arguments the kernels would misread."""
     if pool_mode not in (MAX_POOL, AVG_POOL):
         raise ValueError(
             f'roi_align: pool_mode must be 0 (max) or 1 (avg), not '
@@ -335,6 +334,11 @@ def _check(features, rois, bins, pooled, pool_mode):
     if tuple(bins.shape) != want:
         raise ValueError(f'roi_align: expected (RoIs, channels, height, '
                          f'width) = {want}, got {tuple(bins.shape)}')
+    if pool_mode == MAX_POOL:
+        for name, t in (('argmax_y', argmax_y), ('argmax_x', argmax_x)):
+            if t.shape != bins.shape:
+                raise ValueError(f'roi_align: {name} must be shaped like '
+                                 f'the bins {want} in max mode')
     if len(rois):
         batch = rois[:, 0].long()
         if bool(((batch < 0) | (batch >= len(features))).any()):
