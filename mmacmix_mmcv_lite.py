@@ -37,6 +37,8 @@ class MmcvExtFinder:
 
 
 def _found_elsewhere(fullname, path, target):
+    """Whether another finder has ``fullname``: also those appended after
+    this one (by a later .pth file, say), which Python would ask after."""
     for finder in sys.meta_path:
         if finder is MmcvExtFinder or not hasattr(finder, 'find_spec'):
             continue

@@ -472,3 +472,19 @@ def test_benchmark_tool_alternates_both_backends(tmp_path):
     assert set(result['runs_s']) == {'compiled', 'mmacmix.ops'}
     assert all(len(t) == 2 for t in result['runs_s'].values())
     assert json.loads((tmp_path / 'out.json').read_text())['ratio'] > 0
+
+
+def test_ops_run_on_one_thread_and_restore_torchs_count():
+    seen = []
+    probe = ops._threads.one_thread(lambda: seen.append(
+        torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probe()
+        case = DATA['nms'][0]
+        ops.nms(case['boxes'], case['scores'], 0.5, 0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

@@ -8,6 +8,7 @@ compiled mmcv exactly.
 import torch
 import torch.nn.functional as F
 
+from ._threads import one_thread
 from ._torchvision import torchvision_ops
 
 # Boxes resolved per greedy step: one (block x block) IoU matrix walked in
@@ -79,6 +80,7 @@ def _greedy_in_block(overlaps):
     return keep
 
 
+@one_thread
 def nms(boxes, scores, iou_threshold, offset):
     """Greedy non-maximum suppression, as ``mmcv._ext.nms``.
 
@@ -108,6 +110,7 @@ def nms(boxes, scores, iou_threshold, offset):
     return order[keep]
 
 
+@one_thread
 def softnms(boxes, scores, dets, iou_threshold, sigma, min_score, method,
             offset):
     """Soft-NMS (Bodla et al., 2017), as ``mmcv._ext.softnms``: it fills

@@ -11,6 +11,7 @@ each group is one set of tensor operations, never a loop over RoIs.
 import torch
 import torch.nn.functional as F
 
+from ._threads import one_thread
 from ._torchvision import torchvision_ops
 
 MAX_POOL, AVG_POOL = 0, 1
@@ -131,6 +132,7 @@ def _bin_entries(geometry, sel, gh, gw, shape, pooled):
     return base + ry * width + qx, wy * wx, y, x
 
 
+@one_thread
 def roi_align_forward(input, rois, output, argmax_y, argmax_x,
                       aligned_height, aligned_width, spatial_scale,
                       sampling_ratio, pool_mode, aligned):
@@ -232,6 +234,7 @@ def _max_pool(features, index, weight, y, x, sel, output, argmax_y,
                              pooled).to(argmax_x.dtype)
 
 
+@one_thread
 def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input,
                        aligned_height, aligned_width, spatial_scale,
                        sampling_ratio, pool_mode, aligned):
