@@ -58,6 +58,26 @@ class BuildPyWithMim(build_py):
             os.symlink(osp.join('..', '..', name), link)
 
 
+class BuildPyWithMmcvLiteHook(BuildPyWithMim):
+    """Also writes ``mmacmix_mmcv_lite.pth`` to the root of site-packages
+    (the build's root for a wheel, the editable wheel's for ``pip install
+    -e``): at interpreter start it installs the ``mmcv._ext`` finder of
+    ``mmacmix_mmcv_lite.py``, which acts only where mmcv has no compiled
+    ops (mmcv-lite)."""
+
+    PTH = 'mmacmix_mmcv_lite.pth'
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            root = self.get_finalized_command('install').install_lib
+        else:
+            root = self.build_lib
+        self.mkpath(root)
+        with open(osp.join(root, self.PTH), 'w') as f:
+            f.write('import mmacmix_mmcv_lite; mmacmix_mmcv_lite.install()\n')
+
+
 version = {}
 with open('mmacmix/version.py') as f:
     exec(f.read(), version)
@@ -78,6 +98,7 @@ setup(
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
     packages=find_packages(include=['mmacmix', 'mmacmix.*']),
+    py_modules=['mmacmix_mmcv_lite'],
     python_requires='>=3.9',
     # mmacmix.layers needs torch alone; the OpenMMLab stack is optional so the
     # layers can be used without it (see requirements/runtime.txt).
@@ -87,6 +108,6 @@ setup(
         'tensorboard': read_requirements('requirements/optional.txt'),
         'tests': read_requirements('requirements/tests.txt'),
     },
-    cmdclass={'build_py': BuildPyWithMim},
+    cmdclass={'build_py': BuildPyWithMmcvLiteHook},
     zip_safe=False,
 )

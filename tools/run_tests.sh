@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
-LINTED=(mmacmix tools .dev_scripts tests setup.py)
+LINTED=(mmacmix mmacmix_mmcv_lite.py tools .dev_scripts tests setup.py)
 .venv/bin/python -m flake8 "${LINTED[@]}"
 .venv/bin/python -m isort --check-only --diff "${LINTED[@]}"
 exec .venv/bin/python -m pytest tests "$@"
