@@ -104,7 +104,9 @@ setup(
     # layers can be used without it (see requirements/runtime.txt).
     install_requires=['torch'],
     extras_require={
-        'openmmlab': read_requirements('requirements/runtime.txt'),
+        # mmcv-lite: mmacmix provides its compiled ops (mmacmix/ops)
+        'openmmlab':
+        read_requirements('requirements/runtime.txt') + ['mmcv-lite==2.1.0'],
         'tensorboard': read_requirements('requirements/optional.txt'),
         'tests': read_requirements('requirements/tests.txt'),
     },
