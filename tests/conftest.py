@@ -16,6 +16,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA device (skipped without one); '
         '-m cuda selects them, .dev_scripts/device_check.sh runs them')
+    config.addinivalue_line(
+        'markers', 'compiled_mmcv: needs mmcv built with its ops '
+        '(tools/setup_env.sh --full-mmcv), left out by default; '
+        '-m compiled_mmcv runs them')
 
 
 def _reference_candidates():

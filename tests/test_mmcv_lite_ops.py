@@ -35,6 +35,18 @@ COMPILED = importlib.util.find_spec('mmcv._ext') is not None and any(
     MMCV_DIR.glob('_ext*.so'))
 
 
+# where mmcv is built with its ops (tools/setup_env.sh --full-mmcv): left
+# out by default, `-m compiled_mmcv` runs them and fails without it
+needs_compiled_mmcv = pytest.mark.compiled_mmcv
+
+
+@pytest.fixture(autouse=True)
+def _compiled_mmcv_present(request):
+    if request.node.get_closest_marker('compiled_mmcv') and not COMPILED:
+        pytest.fail('-m compiled_mmcv: mmcv is not built with its ops '
+                    '(bash tools/setup_env.sh --full-mmcv)')
+
+
 def case_id(case):
     return '{name}-{iou_threshold}-{offset}'.format(**case)
 
@@ -382,7 +394,25 @@ def test_hook_imports_nothing_at_interpreter_start(tmp_path):
     assert out.split(None, 1) == ['True', '[]\n']
 
 
-@pytest.mark.skipif(not COMPILED, reason='needs compiled mmcv')
+def test_hook_leaves_an_mmcv_ext_it_did_not_make_alone(tmp_path):
+    """Where another finder has ``mmcv._ext`` (here a stand-in module in a
+    copy of mmcv, where compiled mmcv has its .so), the hook does not
+    answer."""
+    mmcv = tmp_path / 'copy' / 'mmcv'
+    shutil.copytree(MMCV_DIR, mmcv, ignore=shutil.ignore_patterns(
+        '_ext*.so', '__pycache__'))
+    (mmcv / '_ext.py').write_text('STAND_IN = True\n')
+    python = fresh_venv(tmp_path, mmcv)
+    out = run_python(
+        python, '-c', 'import sys, mmcv._ext; '
+        'print(mmcv._ext.__file__, mmcv._ext.STAND_IN, '
+        '"mmacmix" in sys.modules)', cwd=tmp_path)
+    ext, stand_in, imported = out.split()
+    assert ext.endswith('site-packages/mmcv/_ext.py')
+    assert (stand_in, imported) == ('True', 'False')
+
+
+@needs_compiled_mmcv
 def test_hook_leaves_compiled_mmcv_alone(tmp_path):
     python = fresh_venv(tmp_path)
     out = run_python(
@@ -393,7 +423,7 @@ def test_hook_leaves_compiled_mmcv_alone(tmp_path):
     assert imported == 'False'
 
 
-@pytest.mark.skipif(not COMPILED, reason='needs compiled mmcv')
+@needs_compiled_mmcv
 def test_backend_through_mmcv_autograd_matches_compiled(monkeypatch):
     """mmcv's own RoIAlign and nms code with ``ext_module`` the backend
     (as the benchmark swaps them) against the compiled one."""
@@ -446,7 +476,7 @@ def test_setup_py_installs_the_hook_in_wheel_and_editable_installs(tmp_path):
         assert "'mmacmix_mmcv_lite'" in z.read(finder).decode()
 
 
-@pytest.mark.skipif(not COMPILED, reason='needs compiled mmcv')
+@needs_compiled_mmcv
 def test_benchmark_tool_alternates_both_backends(tmp_path):
     """The benchmark's train steps with mmacmix.ops go through it (its
     functions are called), and the compiled extension is back after."""
