@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -20,6 +21,17 @@ def pytest_configure(config):
         'markers', 'compiled_mmcv: needs mmcv built with its ops '
         '(tools/setup_env.sh --full-mmcv), left out by default; '
         '-m compiled_mmcv runs them')
+
+
+@pytest.fixture(autouse=True)
+def _compiled_mmcv_present(request):
+    """A ``compiled_mmcv`` test, when selected, fails without compiled
+    mmcv instead of skipping."""
+    if request.node.get_closest_marker('compiled_mmcv') and not any(
+            Path(importlib.util.find_spec('mmcv').origin).parent.glob(
+                '_ext*.so')):
+        pytest.fail('-m compiled_mmcv: mmcv is not built with its ops '
+                    '(bash tools/setup_env.sh --full-mmcv)')
 
 
 def _reference_candidates():
