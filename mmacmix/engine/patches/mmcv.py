@@ -16,7 +16,9 @@ boxes only), ``RoIAlign`` or ``sigmoid_focal_loss``, so a detector under
 adds its class offsets in the boxes' dtype, and in bf16 they rounded the
 boxes of most COCO classes beyond recognition.
 
-Versions: mmcv 2.1.0 (with its compiled ops; nothing is done without).
+Versions: mmcv 2.1.0 built with its ops. Over mmacmix.ops (mmcv-lite,
+docs/mmcv_lite.md), which computes low precision in float32 itself, the
+wrappers change nothing.
 Delete when: mmcv's ops take bf16/fp16 and ``batched_nms`` offsets in
 float32.
 """
@@ -32,7 +34,7 @@ def apply() -> None:
         from mmcv.ops.focal_loss import SigmoidFocalLossFunction
         from mmcv.ops.nms import NMSop, batched_nms
         from mmcv.ops.roi_align import RoIAlignFunction
-    except ImportError:  # mmcv-lite: no compiled ops
+    except ImportError:  # mmcv's ops do not import: nothing to wrap
         return
     # the autograd functions: every caller reaches them, whatever it bound
     # at import (roi_align, RoIAlign, nms, sigmoid_focal_loss)
