@@ -286,8 +286,14 @@ def bad_sources(official_ckpt, marker):
         'another model': (_save({'conv.weight': torch.ones(1)}),
                           'the checkpoint matches no known layout. Closest '
                           'is .* Known layouts: '),
+        'our prefixes only': (_save({'state_dict': {
+            'backbone.conv1.weight': torch.ones(1),
+            'head.fc.weight': torch.ones(1)}}),
+            'the checkpoint matches no known layout. Closest is .* Known '
+            'layouts: '),
         'already converted': (_save({'state_dict': {
-            'backbone.patch_embed.projection.weight': torch.ones(1)}}),
+            'backbone.patch_embed.projection.weight': torch.ones(1),
+            'backbone.stages.0.blocks.0.attn.rates.rate1': torch.ones(1)}}),
             "the checkpoint is already in this project's layout"),
     }
 
@@ -295,7 +301,7 @@ def bad_sources(official_ckpt, marker):
 @pytest.mark.parametrize('case', [
     'missing', 'directory', 'empty', 'text', 'random bytes', 'truncated',
     'unsafe', 'unsafe weights', 'a tensor', 'no weights', 'another model',
-    'already converted'
+    'our prefixes only', 'already converted'
 ])
 def test_bad_source_is_one_error_line(case, official_ckpt, tmp_path):
     marker = tmp_path / 'executed'

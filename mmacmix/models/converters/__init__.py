@@ -8,11 +8,14 @@ from .loading import (ConversionError, extract_state_dict,
 from .pvt_v1_official import PVT_V1_LAYOUT
 from .resnet_acmix_official import RESNET_ACMIX_LAYOUT, convert_acmix_module
 from .swin_acmix_official import SWIN_ACMIX_LAYOUT
+from .swin_mmpretrain import SWIN_MMPRETRAIN_LAYOUT
 from .swin_official import SWIN_LAYOUT
+from .swin_timm import SWIN_TIMM_LAYOUT
 
 __all__ = [
     'ConversionError', 'LAYOUTS', 'Layout', 'PVT_V1_LAYOUT',
     'RESNET_ACMIX_LAYOUT', 'SWIN_ACMIX_LAYOUT', 'SWIN_LAYOUT',
+    'SWIN_MMPRETRAIN_LAYOUT', 'SWIN_TIMM_LAYOUT',
     'check_destination', 'convert_acmix_module', 'convert_checkpoint',
     'convert_state_dict', 'extract_state_dict', 'load_official_checkpoint',
     'to_plain'

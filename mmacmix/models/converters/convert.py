@@ -1,6 +1,7 @@
 """Conversion of official checkpoints to this project's layout (see
 docs/checkpoints.md)."""
 import os.path as osp
+import re
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -14,11 +15,14 @@ from .loading import (ConversionError, extract_state_dict,
 from .pvt_v1_official import PVT_V1_LAYOUT
 from .resnet_acmix_official import RESNET_ACMIX_LAYOUT
 from .swin_acmix_official import SWIN_ACMIX_LAYOUT
+from .swin_mmpretrain import SWIN_MMPRETRAIN_LAYOUT
 from .swin_official import SWIN_LAYOUT
+from .swin_timm import SWIN_TIMM_LAYOUT
 
 # in the order they are tried
 LAYOUTS: List[Layout] = [
-    SWIN_ACMIX_LAYOUT, SWIN_LAYOUT, PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT
+    SWIN_ACMIX_LAYOUT, SWIN_LAYOUT, SWIN_MMPRETRAIN_LAYOUT, SWIN_TIMM_LAYOUT,
+    PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT
 ]
 
 _DROP = object()
@@ -44,6 +48,17 @@ def _listing(keys: Sequence[str], limit: int = 10) -> str:
     return f'{len(keys)} ({shown}{more})' if keys else 'none'
 
 
+def _is_ours(state: Dict[str, Tensor]) -> bool:
+    """Whether ``state`` is already in this project's layout: its keys are
+    under ``backbone.``, ``neck.`` and ``head.`` and it holds ACmix's mixing
+    rates (``backbone.*.rates.rate1``), which every backbone here has and
+    other models with these prefixes (mmpretrain's Swin, ...) do not."""
+    return (all(key.startswith(('backbone.', 'neck.', 'head.'))
+                for key in state) and
+            any(re.fullmatch(r'backbone\..*\.rates\.rate1', key)
+                for key in state))
+
+
 def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
     """Convert official weights to this project's layout.
 
@@ -58,7 +73,7 @@ def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
     for layout, missing, unexpected in checks:
         if not missing and not unexpected:
             return layout.convert(state), layout.name
-    if all(key.startswith(('backbone.', 'neck.', 'head.')) for key in state):
+    if _is_ours(state):
         raise ConversionError(
             'the checkpoint is already in this project\'s layout '
             '(backbone.*, head.*): use it as it is')
