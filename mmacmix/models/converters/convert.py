@@ -2,7 +2,7 @@
 docs/checkpoints.md)."""
 import os.path as osp
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -14,6 +14,7 @@ from .loading import (ConversionError, extract_state_dict,
                       load_official_checkpoint)
 from .pvt_v1_official import PVT_V1_LAYOUT
 from .resnet_acmix_official import RESNET_ACMIX_LAYOUT
+from .san_official import SAN_LAYOUT
 from .swin_acmix_official import SWIN_ACMIX_LAYOUT
 from .swin_mmpretrain import SWIN_MMPRETRAIN_LAYOUT
 from .swin_official import SWIN_LAYOUT
@@ -22,7 +23,7 @@ from .swin_timm import SWIN_TIMM_LAYOUT
 # in the order they are tried
 LAYOUTS: List[Layout] = [
     SWIN_ACMIX_LAYOUT, SWIN_LAYOUT, SWIN_MMPRETRAIN_LAYOUT, SWIN_TIMM_LAYOUT,
-    PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT
+    PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT, SAN_LAYOUT
 ]
 
 _DROP = object()
@@ -57,6 +58,30 @@ def _is_ours(state: Dict[str, Tensor]) -> bool:
                 for key in state) and
             any(re.fullmatch(r'backbone\..*\.rates\.rate1', key)
                 for key in state))
+
+
+def _layout_named(name: str) -> Layout:
+    return next(layout for layout in LAYOUTS if layout.name == name)
+
+
+def conversion_report(state: Dict[str, Tensor], layout: str) -> str:
+    """What converting ``state`` (found as the layout named ``layout``)
+    loads and what it leaves to the model's initialisation.
+
+    Args:
+        state (dict): The source weights.
+        layout (str): The name of their layout.
+
+    Returns:
+        str: One line, e.g. ``loaded 173 of 173 source tensors; at their
+        initialisation: nothing``.
+    """
+    found = _layout_named(layout)
+    dropped = found.dropped(state)
+    buffers = (f' (the other {len(dropped)}: buffers the model recomputes)'
+               if dropped else '')
+    return (f'loaded {len(state) - len(dropped)} of {len(state)} source '
+            f'tensors{buffers}; at their initialisation: {found.at_init}')
 
 
 def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
@@ -111,7 +136,10 @@ def check_destination(src: str, dst: str, overwrite: bool = False) -> None:
                               '(overwrite=True) to replace it')
 
 
-def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
+def convert_checkpoint(src: str,
+                       dst: str,
+                       overwrite: bool = False,
+                       report: Optional[Callable[[str], None]] = None) -> str:
     """Convert the official checkpoint file ``src`` and save it to ``dst``
     as ``{'state_dict': ..., 'meta': ...}`` holding plain types only.
 
@@ -124,6 +152,8 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
         dst (str): Where to write the converted one.
         overwrite (bool): Replace an existing ``dst`` (never ``src``).
             Defaults to False.
+        report (callable, optional): Called with the line of
+            :func:`conversion_report` (what was loaded, what was not).
 
     Returns:
         str: the name of the layout found.
@@ -136,7 +166,8 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
     check_destination(src, dst, overwrite)
     checkpoint = load_official_checkpoint(src)
     try:
-        state, layout = convert_state_dict(extract_state_dict(checkpoint))
+        source = extract_state_dict(checkpoint)
+        state, layout = convert_state_dict(source)
     except ConversionError as err:
         raise ConversionError(f'source {src}: {err}') from None
     meta = dict(
@@ -148,4 +179,6 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
         }))
     with atomic_open(dst) as f:
         torch.save(dict(state_dict=state, meta=meta), f)
+    if report:
+        report(conversion_report(source, layout))
     return layout

@@ -2,7 +2,7 @@
 ``ImageClassifier``: ``backbone.*``, ``head.fc.*``) checkpoints."""
 from torch import Tensor
 
-from .layout import Layout, attention_only_rates
+from .layout import CONV_PATH_AT_INIT, Layout, attention_only_rates
 
 _BLOCK = r'backbone\.stages\.(\d+)\.blocks\.(\d+)\.'
 _OUR_BLOCK = r'backbone.stages.\1.blocks.\2.'
@@ -63,4 +63,5 @@ SWIN_MMPRETRAIN_LAYOUT = Layout(
                       'ffn.layers.0.0', 'ffn.layers.1')
         for param in ('weight', 'bias')
     ] + ['attn.w_msa.relative_position_bias_table'],
-    finalize=attention_only_rates)
+    finalize=attention_only_rates,
+    at_init=CONV_PATH_AT_INIT)

@@ -2,7 +2,7 @@
 base of the official Swin-ACmix layout."""
 from typing import List
 
-from .layout import Layout, Rule, attention_only_rates
+from .layout import CONV_PATH_AT_INIT, Layout, Rule, attention_only_rates
 
 BLOCK = r'layers\.(\d+)\.blocks\.(\d+)\.'
 OUR_BLOCK = r'backbone.stages.\1.blocks.\2.'
@@ -54,4 +54,5 @@ SWIN_LAYOUT = Layout(
     required=SWIN_OFFICIAL_REQUIRED,
     block_pattern=BLOCK,
     block_required=SWIN_BLOCK_REQUIRED,
-    finalize=attention_only_rates)
+    finalize=attention_only_rates,
+    at_init=CONV_PATH_AT_INIT)

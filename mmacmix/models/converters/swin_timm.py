@@ -1,7 +1,7 @@
 """timm's Swin Transformer (``swin_tiny/small_patch4_window7_224``) state
 dicts: the official keys, but patch merging starts the next stage
 (``layers.{i}.downsample``, i >= 1) and the classifier is ``head.fc``."""
-from .layout import Layout, attention_only_rates
+from .layout import CONV_PATH_AT_INIT, Layout, attention_only_rates
 from .swin_official import (BLOCK, SWIN_BLOCK_REQUIRED, SWIN_BODY_RULES,
                             SWIN_REQUIRED)
 
@@ -25,4 +25,5 @@ SWIN_TIMM_LAYOUT = Layout(
     required=SWIN_REQUIRED + ['layers.1.downsample.reduction.weight'],
     block_pattern=BLOCK,
     block_required=SWIN_BLOCK_REQUIRED,
-    finalize=attention_only_rates)
+    finalize=attention_only_rates,
+    at_init=CONV_PATH_AT_INIT)
