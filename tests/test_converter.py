@@ -195,9 +195,21 @@ def test_loading_never_runs_pickled_code(tmp_path):
 def test_command_line_tool(official_ckpt, tmp_path, expected):
     tool = TOOL
     dst = tmp_path / 'out.pth'
-    subprocess.run([sys.executable, tool, official_ckpt, dst],
-                   check=True,
-                   cwd=tmp_path)
+    proc = subprocess.run([sys.executable, tool, official_ckpt, dst],
+                          check=True,
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True)
+    # the layout found, then what was loaded and what keeps its init
+    state = extract_state_dict(load_official_checkpoint(official_ckpt))
+    buffers = [k for k in state
+               if k.endswith(('relative_position_index', 'attn_mask'))]
+    assert proc.stdout.splitlines() == [
+        f'{official_ckpt} (swin_acmix_official) -> {dst}',
+        f'loaded {len(state) - len(buffers)} of {len(state)} source tensors '
+        f'(the other {len(buffers)}: buffers the model recomputes); at their '
+        'initialisation: nothing'
+    ]
     backbone = SwinACmix(
         MINI,
         drop_path_rate=0.,

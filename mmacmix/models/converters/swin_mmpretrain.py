@@ -44,8 +44,9 @@ SWIN_MMPRETRAIN_LAYOUT = Layout(
          _OUR_BLOCK + r'mlp.fc1.\3', None),
         (_BLOCK + r'ffn\.layers\.1\.(weight|bias)',
          _OUR_BLOCK + r'mlp.fc2.\3', None),
-        # a buffer the model recomputes
-        (_BLOCK + r'attn\.w_msa\.relative_position_index', None, None),
+        # buffers the model recomputes (mmcls 0.x also saved the mask)
+        (_BLOCK + r'attn\.(w_msa\.relative_position_index|attn_mask)', None,
+         None),
         (r'backbone\.stages\.(\d+)\.downsample\.(reduction\.weight|'
          r'norm\.weight|norm\.bias)', r'backbone.stages.\1.downsample.\2',
          unfold_to_official_order),
