@@ -39,7 +39,14 @@ def swin_acmix_t_classifier():
 def assert_converts_to_same_logits(state, layout, source_logits, image):
     """Convert ``state``, check it is found as ``layout``, and that a
     SwinACmix-T loading it gives ``source_logits`` with only the
-    convolution paths (``fc``, ``dep_conv``) left at their init."""
+    convolution paths (``fc``, ``dep_conv``) left at their init.
+
+    Args:
+        state (dict): The source model's state dict.
+        layout (str): The layout the converter must find.
+        source_logits (Tensor): The source model's logits on ``image``.
+        image (Tensor): ``(1, 3, 224, 224)``.
+    """
     converted, found = convert_state_dict(state)
     assert found == layout
     for key in (k for k in converted if '.rates.' in k):

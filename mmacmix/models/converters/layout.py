@@ -55,8 +55,8 @@ class Layout:
         return missing, unexpected
 
     def dropped(self, state: Dict[str, Tensor]) -> List[str]:
-        """The keys of ``state`` that are not loaded (buffers the model
-        recomputes)."""
+        """The keys of ``state`` (which fits this layout) that are not
+        loaded: buffers the model recomputes."""
         return [key for key in state if self._rule(key)[1] is None]
 
     def convert(self, state: Dict[str, Tensor]) -> Dict[str, Tensor]:
