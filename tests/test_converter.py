@@ -195,9 +195,21 @@ def test_loading_never_runs_pickled_code(tmp_path):
 def test_command_line_tool(official_ckpt, tmp_path, expected):
     tool = TOOL
     dst = tmp_path / 'out.pth'
-    subprocess.run([sys.executable, tool, official_ckpt, dst],
-                   check=True,
-                   cwd=tmp_path)
+    proc = subprocess.run([sys.executable, tool, official_ckpt, dst],
+                          check=True,
+                          cwd=tmp_path,
+                          capture_output=True,
+                          text=True)
+    # the layout found, then what was loaded and what keeps its init
+    state = extract_state_dict(load_official_checkpoint(official_ckpt))
+    buffers = [k for k in state
+               if k.endswith(('relative_position_index', 'attn_mask'))]
+    assert proc.stdout.splitlines() == [
+        f'{official_ckpt} (swin_acmix_official) -> {dst}',
+        f'loaded {len(state) - len(buffers)} of {len(state)} source tensors '
+        f'(the other {len(buffers)}: buffers the model recomputes); at their '
+        'initialisation: nothing'
+    ]
     backbone = SwinACmix(
         MINI,
         drop_path_rate=0.,
@@ -286,8 +298,14 @@ def bad_sources(official_ckpt, marker):
         'another model': (_save({'conv.weight': torch.ones(1)}),
                           'the checkpoint matches no known layout. Closest '
                           'is .* Known layouts: '),
+        'our prefixes only': (_save({'state_dict': {
+            'backbone.conv1.weight': torch.ones(1),
+            'head.fc.weight': torch.ones(1)}}),
+            'the checkpoint matches no known layout. Closest is .* Known '
+            'layouts: '),
         'already converted': (_save({'state_dict': {
-            'backbone.patch_embed.projection.weight': torch.ones(1)}}),
+            'backbone.patch_embed.projection.weight': torch.ones(1),
+            'backbone.stages.0.blocks.0.attn.rates.rate1': torch.ones(1)}}),
             "the checkpoint is already in this project's layout"),
     }
 
@@ -295,7 +313,7 @@ def bad_sources(official_ckpt, marker):
 @pytest.mark.parametrize('case', [
     'missing', 'directory', 'empty', 'text', 'random bytes', 'truncated',
     'unsafe', 'unsafe weights', 'a tensor', 'no weights', 'another model',
-    'already converted'
+    'our prefixes only', 'already converted'
 ])
 def test_bad_source_is_one_error_line(case, official_ckpt, tmp_path):
     marker = tmp_path / 'executed'

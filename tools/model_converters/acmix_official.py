@@ -1,4 +1,5 @@
-"""Convert an official ACmix (Swin, ResNet), Swin or PVT v1 checkpoint.
+"""Convert an official ACmix (Swin, ResNet), Swin (official, mmpretrain, timm),
+PVT v1 or SAN (patchwise) checkpoint.
 
 Usage: python tools/model_converters/acmix_official.py SRC DST [--force]
 
@@ -8,7 +9,9 @@ yacs ``CfgNode`` that plain ``weights_only`` loading refuses). DST holds
 (``backbone.*``, ``head.fc.*``) and loads with ``torch.load`` defaults, as a
 classification checkpoint or as a backbone ``init_cfg=dict(type='Pretrained',
 checkpoint=DST, prefix='backbone.')``. Supported layouts are listed in
-``mmacmix.models.converters.LAYOUTS``.
+``mmacmix.models.converters.LAYOUTS``. The tool prints the layout found,
+then how many source tensors were loaded and what of the model keeps its
+initialisation (e.g. the convolution paths a plain Swin lacks).
 
 DST's folder is created if needed and DST is written atomically (a
 temporary file renamed into place). An existing DST is replaced only with
@@ -28,12 +31,15 @@ def main(argv=None):
                         help='replace DST if it exists (never SRC)')
     args = parser.parse_args(argv)
     try:
-        layout = convert_checkpoint(args.src, args.dst, overwrite=args.force)
+        reports = []
+        layout = convert_checkpoint(
+            args.src, args.dst, overwrite=args.force, report=reports.append)
     except ConversionError as err:
         sys.exit(f'error: {err}')
     except OSError as err:
         sys.exit(f'error: cannot write {args.dst}: {err}')
     print(f'{args.src} ({layout}) -> {args.dst}')
+    print(*reports, sep='\n')
 
 
 if __name__ == '__main__':

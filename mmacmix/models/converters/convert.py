@@ -1,7 +1,8 @@
 """Conversion of official checkpoints to this project's layout (see
 docs/checkpoints.md)."""
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+import re
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -13,12 +14,16 @@ from .loading import (ConversionError, extract_state_dict,
                       load_official_checkpoint)
 from .pvt_v1_official import PVT_V1_LAYOUT
 from .resnet_acmix_official import RESNET_ACMIX_LAYOUT
+from .san_official import SAN_LAYOUT
 from .swin_acmix_official import SWIN_ACMIX_LAYOUT
+from .swin_mmpretrain import SWIN_MMPRETRAIN_LAYOUT
 from .swin_official import SWIN_LAYOUT
+from .swin_timm import SWIN_TIMM_LAYOUT
 
 # in the order they are tried
 LAYOUTS: List[Layout] = [
-    SWIN_ACMIX_LAYOUT, SWIN_LAYOUT, PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT
+    SWIN_ACMIX_LAYOUT, SWIN_LAYOUT, SWIN_MMPRETRAIN_LAYOUT, SWIN_TIMM_LAYOUT,
+    PVT_V1_LAYOUT, RESNET_ACMIX_LAYOUT, SAN_LAYOUT
 ]
 
 _DROP = object()
@@ -44,6 +49,41 @@ def _listing(keys: Sequence[str], limit: int = 10) -> str:
     return f'{len(keys)} ({shown}{more})' if keys else 'none'
 
 
+def _is_ours(state: Dict[str, Tensor]) -> bool:
+    """Whether ``state`` is already in this project's layout: its keys are
+    under ``backbone.``, ``neck.`` and ``head.`` and it holds ACmix's mixing
+    rates (``backbone.*.rates.rate1``), which every backbone here has and
+    other models with these prefixes (mmpretrain's Swin, ...) do not."""
+    return (all(key.startswith(('backbone.', 'neck.', 'head.'))
+                for key in state) and
+            any(re.fullmatch(r'backbone\..*\.rates\.rate1', key)
+                for key in state))
+
+
+def _layout_named(name: str) -> Layout:
+    return next(layout for layout in LAYOUTS if layout.name == name)
+
+
+def conversion_report(state: Dict[str, Tensor], layout: str) -> str:
+    """What converting ``state`` (found as the layout named ``layout``)
+    loads and what it leaves to the model's initialisation.
+
+    Args:
+        state (dict): The source weights.
+        layout (str): The name of their layout.
+
+    Returns:
+        str: One line, e.g. ``loaded 173 of 173 source tensors; at their
+        initialisation: nothing``.
+    """
+    found = _layout_named(layout)
+    dropped = found.dropped(state)
+    buffers = (f' (the other {len(dropped)}: buffers the model recomputes)'
+               if dropped else '')
+    return (f'loaded {len(state) - len(dropped)} of {len(state)} source '
+            f'tensors{buffers}; at their initialisation: {found.at_init}')
+
+
 def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
     """Convert official weights to this project's layout.
 
@@ -58,7 +98,7 @@ def convert_state_dict(state: Dict[str, Tensor]) -> Tuple[dict, str]:
     for layout, missing, unexpected in checks:
         if not missing and not unexpected:
             return layout.convert(state), layout.name
-    if all(key.startswith(('backbone.', 'neck.', 'head.')) for key in state):
+    if _is_ours(state):
         raise ConversionError(
             'the checkpoint is already in this project\'s layout '
             '(backbone.*, head.*): use it as it is')
@@ -96,7 +136,10 @@ def check_destination(src: str, dst: str, overwrite: bool = False) -> None:
                               '(overwrite=True) to replace it')
 
 
-def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
+def convert_checkpoint(src: str,
+                       dst: str,
+                       overwrite: bool = False,
+                       report: Optional[Callable[[str], None]] = None) -> str:
     """Convert the official checkpoint file ``src`` and save it to ``dst``
     as ``{'state_dict': ..., 'meta': ...}`` holding plain types only.
 
@@ -109,6 +152,8 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
         dst (str): Where to write the converted one.
         overwrite (bool): Replace an existing ``dst`` (never ``src``).
             Defaults to False.
+        report (callable, optional): Called with the line of
+            :func:`conversion_report` (what was loaded, what was not).
 
     Returns:
         str: the name of the layout found.
@@ -121,7 +166,8 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
     check_destination(src, dst, overwrite)
     checkpoint = load_official_checkpoint(src)
     try:
-        state, layout = convert_state_dict(extract_state_dict(checkpoint))
+        source = extract_state_dict(checkpoint)
+        state, layout = convert_state_dict(source)
     except ConversionError as err:
         raise ConversionError(f'source {src}: {err}') from None
     meta = dict(
@@ -133,4 +179,6 @@ def convert_checkpoint(src: str, dst: str, overwrite: bool = False) -> str:
         }))
     with atomic_open(dst) as f:
         torch.save(dict(state_dict=state, meta=meta), f)
+    if report:
+        report(conversion_report(source, layout))
     return layout

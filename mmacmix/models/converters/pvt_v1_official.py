@@ -4,7 +4,7 @@ import math
 
 from torch import Tensor
 
-from .layout import Layout, attention_only_rates
+from .layout import CONV_PATH_AT_INIT, Layout, attention_only_rates
 
 NUM_STAGES = 4  # every PVT v1 model
 
@@ -56,4 +56,5 @@ PVT_V1_LAYOUT = Layout(
         for layer in ('norm1', 'attn.q', 'attn.kv', 'attn.proj', 'norm2',
                       'mlp.fc1', 'mlp.fc2') for param in ('weight', 'bias')
     ],
-    finalize=attention_only_rates)
+    finalize=attention_only_rates,
+    at_init=CONV_PATH_AT_INIT)

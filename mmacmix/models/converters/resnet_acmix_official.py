@@ -3,31 +3,13 @@ torchvision's ResNet keys, with the ACmix operator as ``conv2``."""
 import re
 from typing import Dict
 
-import torch
 from torch import Tensor
 
-from .layout import Layout
+from .layout import Layout, fuse_qkv
 
 _BLOCK = r'layer(?P<layer>\d+)\.(?P<block>\d+)\.'
 _OUR_BLOCK = r'backbone.layer\g<layer>.\g<block>.'
 _NORM = r'(?P<stat>weight|bias|running_mean|running_var|num_batches_tracked)'
-# q, k, v are renamed to these keys, then fused into one ``qkv`` conv
-_QKV_PART = '.qkv_part{}.'
-
-
-def _fuse_qkv(converted: Dict[str, Tensor]) -> None:
-    """Concatenate the q, k and v convolutions (official ``conv1``,
-    ``conv2``, ``conv3`` of the operator) into the operator's ``qkv``."""
-    for key in [k for k in converted if _QKV_PART.format(1) in k]:
-        parts = [
-            converted.pop(key.replace(_QKV_PART.format(1),
-                                      _QKV_PART.format(i)))
-            for i in (1, 2, 3)
-        ]
-        converted[key.replace(_QKV_PART.format(1), '.qkv.')] = torch.cat(
-            parts, 0)
-
-
 _OPERATOR_RULES = [
     # (official key inside the operator, ours, transform)
     (r'conv(?P<i>[123])\.(?P<p>weight|bias)', r'qkv_part\g<i>.\g<p>', None),
@@ -67,7 +49,7 @@ RESNET_ACMIX_LAYOUT = Layout(
         f'conv2.conv{i}.{param}' for i in (1, 2, 3)
         for param in ('weight', 'bias')
     ],
-    finalize=_fuse_qkv)
+    finalize=fuse_qkv)
 
 
 def convert_acmix_module(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -86,5 +68,5 @@ def convert_acmix_module(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
                            'operator')
     # the rules give keys without a leading dot: add one for the fusion
     converted = {'.' + k: v for k, v in converted.items()}
-    _fuse_qkv(converted)
+    fuse_qkv(converted)
     return {k[1:]: v for k, v in converted.items()}

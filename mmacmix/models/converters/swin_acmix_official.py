@@ -2,7 +2,7 @@
 layout plus each block's convolution path and rates."""
 from .layout import Layout
 from .swin_official import (BLOCK, OUR_BLOCK, SWIN_BLOCK_REQUIRED,
-                            SWIN_REQUIRED, SWIN_RULES)
+                            SWIN_OFFICIAL_REQUIRED, SWIN_RULES)
 
 SWIN_ACMIX_LAYOUT = Layout(
     name='swin_acmix_official',
@@ -15,7 +15,7 @@ SWIN_ACMIX_LAYOUT = Layout(
          OUR_BLOCK + r'attn.conv.\3', None),
         (BLOCK + r'attn\.(rate1|rate2)', OUR_BLOCK + r'attn.rates.\3', None),
     ],
-    required=SWIN_REQUIRED,
+    required=SWIN_OFFICIAL_REQUIRED,
     block_pattern=BLOCK,
     block_required=SWIN_BLOCK_REQUIRED + [
         'attn.fc.weight', 'attn.fc.bias', 'attn.dep_conv.weight',

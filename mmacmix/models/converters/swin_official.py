@@ -2,12 +2,13 @@
 base of the official Swin-ACmix layout."""
 from typing import List
 
-from .layout import Layout, Rule, attention_only_rates
+from .layout import CONV_PATH_AT_INIT, Layout, Rule, attention_only_rates
 
 BLOCK = r'layers\.(\d+)\.blocks\.(\d+)\.'
 OUR_BLOCK = r'backbone.stages.\1.blocks.\2.'
 
-SWIN_RULES: List[Rule] = [
+# the rules timm's layout shares (everything but patch merging and the head)
+SWIN_BODY_RULES: List[Rule] = [
     (r'patch_embed\.proj\.(weight|bias)',
      r'backbone.patch_embed.projection.\1', None),
     (r'patch_embed\.norm\.(weight|bias)', r'backbone.patch_embed.norm.\1',
@@ -22,16 +23,22 @@ SWIN_RULES: List[Rule] = [
      OUR_BLOCK + r'attn.relative_position_bias_table', None),
     # buffers the model recomputes
     (BLOCK + r'(attn\.relative_position_index|attn_mask)', None, None),
-    (r'layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)',
-     r'backbone.stages.\1.downsample.\2.\3', None),
     # the final norm is the out norm of the last of Swin's four stages
     (r'norm\.(weight|bias)', r'backbone.norm3.\1', None),
+]
+SWIN_RULES: List[Rule] = SWIN_BODY_RULES + [
+    (r'layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)',
+     r'backbone.stages.\1.downsample.\2.\3', None),
     (r'head\.(weight|bias)', r'head.fc.\1', None),
 ]
 SWIN_REQUIRED = [
     'patch_embed.proj.weight', 'patch_embed.proj.bias',
     'patch_embed.norm.weight', 'patch_embed.norm.bias',
     'layers.0.blocks.0.attn.qkv.weight'
+]
+# patch merging ends stage 0 here, but starts stage 1 in timm's layout
+SWIN_OFFICIAL_REQUIRED = SWIN_REQUIRED + [
+    'layers.0.downsample.reduction.weight'
 ]
 SWIN_BLOCK_REQUIRED = [
     f'{layer}.{param}'
@@ -44,7 +51,8 @@ SWIN_LAYOUT = Layout(
     description='official Swin Transformer (microsoft/Swin-Transformer); '
     'the ACmix parts start at their initialisation, rates at (1, 0)',
     rules=SWIN_RULES,
-    required=SWIN_REQUIRED,
+    required=SWIN_OFFICIAL_REQUIRED,
     block_pattern=BLOCK,
     block_required=SWIN_BLOCK_REQUIRED,
-    finalize=attention_only_rates)
+    finalize=attention_only_rates,
+    at_init=CONV_PATH_AT_INIT)
