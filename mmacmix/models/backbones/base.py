@@ -54,9 +54,8 @@ class ACmixBackbone(BaseModule):
     """A backbone whose first stages can be frozen and whose BatchNorms can
     keep their statistics, through every ``train()`` call.
 
-    ``pretrained`` is the deprecated form of ``init_cfg`` that mmdet's,
-    mmseg's and mmpretrain's backbones accept
-    (:func:`resolve_pretrained`).
+    ``pretrained`` is the deprecated form of ``init_cfg`` that mmdet's and
+    mmseg's backbones accept (:func:`resolve_pretrained`).
 
     Subclasses call :meth:`_set_stages` (and set ``norm_eval`` if they have
     BatchNorms), say what to freeze with :meth:`_stem_parts` and
