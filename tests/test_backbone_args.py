@@ -152,3 +152,27 @@ def test_even_kernel_conv_of_a_backbone():
     with pytest.raises(ValueError, match=r'stride must be a positive int, '
                        r'got 0$'):
         ACmixConvPath(2, 4, stride=0)
+
+
+def test_deprecated_pretrained_becomes_init_cfg(backbone):
+    """``pretrained=`` as in mmdet's and mmseg's backbones (mmseg's
+    segmentors pass theirs to the backbone): the same warning, a
+    ``Pretrained`` init_cfg, an error with ``init_cfg`` too."""
+    name, build, _, _ = backbone
+    url = 'open-mmlab://resnet50_v1c'
+    with pytest.warns(UserWarning, match=r'^DeprecationWarning: pretrained '
+                      r'is deprecated, please use "init_cfg" instead$'):
+        model = build(pretrained=url)
+    assert model.init_cfg == dict(type='Pretrained', checkpoint=url)
+    assert build(pretrained=None).init_cfg is None
+    init_cfg = dict(type='Pretrained', checkpoint='a.pth')
+    with pytest.raises(ValueError, match=rf'^{name}: init_cfg and pretrained '
+                       r'cannot be specified at the same time, got '
+                       r"init_cfg=\{.*'a\.pth'\} and pretrained="
+                       r"'open-mmlab://resnet50_v1c' \(mmseg's segmentors "
+                       r'pass their model-level pretrained to the backbone: '
+                       r'set it to None\)$'):
+        build(init_cfg=init_cfg, pretrained=url)
+    with pytest.raises(TypeError, match=rf'^{name}: pretrained must be a str '
+                       r'or None, got True$'):
+        build(pretrained=True)

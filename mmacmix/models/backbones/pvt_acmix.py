@@ -1,7 +1,7 @@
 """PVT-ACmix: Pyramid Vision Transformer (v1) with the ACmix operator in
 every block."""
 import math
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -163,6 +163,11 @@ class PVTACmix(ACmixBackbone):
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
             Initialisers never wipe the shift kernels of the convolution
             path. Defaults to None.
+        pretrained (str, optional): Deprecated form of ``init_cfg``, as in
+            mmdet's backbones: a path or URL loads as
+            ``dict(type='Pretrained', checkpoint=pretrained)`` (no prefix),
+            with a warning; not together with ``init_cfg``.
+            Defaults to None.
     """
     _pvt_v1 = {
         'embed_dims': [64, 128, 320, 512],
@@ -199,8 +204,9 @@ class PVTACmix(ACmixBackbone):
                  out_norms: bool = False,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
-                 init_cfg=None):
-        super().__init__(init_cfg)
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        super().__init__(init_cfg, pretrained)
         arch = resolve_arch(
             arch, self.arch_zoo,
             {'embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios'},

@@ -1,5 +1,5 @@
 """ResNet-ACmix: a bottleneck ResNet whose 3x3 convolutions are ACmix."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -141,6 +141,11 @@ class ResNetACmix(ACmixBackbone):
             ``tools/model_converters/acmix_official.py``. Initialisers never
             wipe the shift kernels of the convolution paths.
             Defaults to None (the official initialisation).
+        pretrained (str, optional): Deprecated form of ``init_cfg``, as in
+            mmdet's backbones: a path or URL loads as
+            ``dict(type='Pretrained', checkpoint=pretrained)`` (no prefix),
+            with a warning; not together with ``init_cfg``.
+            Defaults to None.
     """
     arch_settings = {
         26: (1, 2, 4, 1),
@@ -163,8 +168,9 @@ class ResNetACmix(ACmixBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  recompute: Sequence[bool] = (True, True, True, False),
-                 init_cfg=None):
-        super().__init__(init_cfg)
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        super().__init__(init_cfg, pretrained)
         check_depth(depth, self.arch_settings, 'ResNetACmix')
         stage_blocks = self.arch_settings[depth]
         for name, value in (('strides', strides), ('recompute', recompute)):

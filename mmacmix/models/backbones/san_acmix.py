@@ -1,5 +1,5 @@
 """SAN-ACmix: SAN (patchwise) whose self-attention operators are ACmix."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -140,6 +140,11 @@ class SANACmix(ACmixBackbone):
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
             Initialisers never wipe the shift kernels of the convolution
             paths. Defaults to None.
+        pretrained (str, optional): Deprecated form of ``init_cfg``, as in
+            mmdet's backbones: a path or URL loads as
+            ``dict(type='Pretrained', checkpoint=pretrained)`` (no prefix),
+            with a warning; not together with ``init_cfg``.
+            Defaults to None.
     """
     # blocks per stage (SAN's configs)
     arch_settings = {
@@ -160,8 +165,9 @@ class SANACmix(ACmixBackbone):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 init_cfg=None):
-        super().__init__(init_cfg)
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        super().__init__(init_cfg, pretrained)
         check_depth(depth, self.arch_settings, 'SANACmix')
         stage_blocks = self.arch_settings[depth]
         num_stages = len(stage_blocks)

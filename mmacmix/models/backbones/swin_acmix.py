@@ -1,5 +1,5 @@
 """Swin-ACmix: Swin Transformer with the ACmix operator in every block."""
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -161,6 +161,11 @@ class SwinACmix(ACmixBackbone):
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
             Initialisers never wipe the shift kernels of the convolution
             path. Defaults to None.
+        pretrained (str, optional): Deprecated form of ``init_cfg``, as in
+            mmdet's backbones: a path or URL loads as
+            ``dict(type='Pretrained', checkpoint=pretrained)`` (no prefix),
+            with a warning; not together with ``init_cfg``.
+            Defaults to None.
     """
     arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -191,8 +196,9 @@ class SwinACmix(ACmixBackbone):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
-                 init_cfg=None):
-        super().__init__(init_cfg)
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        super().__init__(init_cfg, pretrained)
         arch = resolve_arch(arch, self.arch_zoo,
                             {'embed_dims', 'depths', 'num_heads'},
                             'SwinACmix')
