@@ -509,3 +509,41 @@ def test_ops_run_on_one_thread_and_restore_torchs_count():
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+DET_INFERENCER_SCRIPT = '''
+import json, sys
+from mmdet.apis import DetInferencer
+from mmengine import Config
+first = [m for m in sys.modules if m.split('.')[0] == 'mmacmix']
+config, image = sys.argv[1:]
+cfg = Config.fromfile(config)
+cfg.model.test_cfg.score_thr = 0  # random weights: keep every box for NMS
+inferencer = DetInferencer(model=cfg, weights=None, device='cpu',
+                           show_progress=False)
+result = inferencer(image, return_datasamples=True)
+instances = result['predictions'][0].pred_instances
+import mmcv._ext
+print(json.dumps(dict(before=first, boxes=list(instances.bboxes.shape),
+                      ext=mmcv._ext.__file__)))
+'''
+
+
+def test_plain_det_inferencer_script_runs_the_toy_retinanet(toy_root):
+    """A user's script that never imports mmacmix itself: mmdet's
+    DetInferencer on the toy RetinaNet PVT-ACmix (whose config imports
+    mmacmix), its NMS through whichever mmcv._ext this install has (the
+    hook's on mmcv-lite, compiled mmcv's where it is built)."""
+    config = REPO_ROOT / 'configs/toy/retinanet_pvt_acmix_toy_coco.py'
+    (image, ) = sorted((toy_root / 'coco' / 'val2017').glob('*.jpg'))[:1]
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run(
+        [sys.executable, '-c', DET_INFERENCER_SCRIPT, str(config),
+         str(image)], capture_output=True, text=True, cwd=toy_root.parent,
+        env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out['before'] == []
+    # RetinaNet's test_cfg keeps at most 100 boxes after NMS
+    assert out['boxes'][1] == 4 and 0 < out['boxes'][0] <= 100
+    assert out['ext'].endswith(('.so', 'mmacmix/ops/__init__.py'))
