@@ -23,6 +23,11 @@ op = PatchwiseACmix(16, 32, kernel_att=7)
 out = op(torch.randn(2, 16, 9, 11))
 assert out.shape == (2, 32, 9, 11)
 out.sum().backward()
+from mmacmix.layers import ACmixConv2d
+op = ACmixConv2d(16, 32, kernel_size=3, stride=2, padding=1, bias=True)
+out = op(torch.randn(2, 16, 9, 11))
+assert out.shape == (2, 32, 5, 6)
+out.sum().backward()
 assert not any(m.split('.')[0] in {blocked} for m in sys.modules), 'leak'
 print('ok')
 '''
