@@ -3,6 +3,7 @@ the operator's numerics, the unfold oracle, the arguments it refuses,
 mmcv's build_conv_layer, mmdet's ResNet-50 through its DCN slot in a
 detector train step, and the torchvision helper."""
 import copy
+import re
 
 import pytest
 import torch
@@ -11,15 +12,19 @@ from mmcv.cnn import build_conv_layer
 from mmdet.registry import MODELS as DET_MODELS
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules as register_mmdet
-from mmengine.hub import get_config
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmacmix  # noqa: F401  (registers ACmixConv2d, fixes torchvision)
 from mmacmix.layers import ACmixConv2d, SlidingACmix, swap_resnet_convs
 
 from acmix_oracle import use_unfold_attention
+from helpers import REPO_ROOT
 
 register_mmdet(init_default_scope=False)
+
+# RetinaNet R-50 with ACmix in stages 3-4 (docs/design_resnet.md)
+CONFIG = 'retinanet_resnet_acmix_r50s34_1x_coco.py'
 
 
 @pytest.mark.parametrize('stride', [1, 2])
@@ -131,10 +136,8 @@ def test_mmdet_resnet50_dcn_slot_trains_a_detector_step():
     kernels survive init_weights, and a train step's gradient reaches the
     ACmix layers."""
     torch.manual_seed(0)
-    cfg = get_config('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py').model
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / CONFIG).model
     cfg.backbone.update(
-        dcn=dict(type='ACmixConv2d'),
-        stage_with_dcn=(False, False, True, True),
         # zeroed last norms would stop every gradient into the blocks
         zero_init_residual=False,
         init_cfg=None)
@@ -189,3 +192,22 @@ def test_swap_refuses_grouped_convs_of_resnext():
     from torchvision.models import resnext50_32x4d
     with pytest.raises(ValueError, match='groups=32'):
         swap_resnet_convs(resnext50_32x4d(), stages=(4, ))
+
+
+def _section_blocks():
+    """The ```python blocks of docs/design_resnet.md's ACmixConv2d
+    section."""
+    text = (REPO_ROOT / 'docs' / 'design_resnet.md').read_text()
+    section = text.split('## ACmixConv2d')[1].split('\n## ')[0]
+    return re.findall(r'^```python\n(.*?)^```', section, re.S | re.M)
+
+
+def test_docs_blocks_are_the_config_and_run():
+    config_block, torchvision_block = _section_blocks()
+    config = (REPO_ROOT / 'configs' / CONFIG).read_text()
+    # the config is the page's block behind its comment lines
+    assert config.endswith(config_block)
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / CONFIG)
+    assert cfg.model.backbone.dcn == dict(type='ACmixConv2d')
+    assert cfg.model.backbone.stage_with_dcn == (False, False, True, True)
+    exec(compile(torchvision_block, 'design_resnet.md', 'exec'), {})
