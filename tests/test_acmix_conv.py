@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmacmix  # noqa: F401  (registers ACmixConv2d, fixes torchvision)
+from mmacmix.deployment import export_program
 from mmacmix.layers import ACmixConv2d, SlidingACmix, swap_resnet_convs
 
 from acmix_oracle import use_unfold_attention
@@ -129,6 +130,20 @@ def test_bf16_autocast_forward_is_finite():
         out = layer(torch.randn(2, 8, 16, 16))
     assert out.dtype == torch.bfloat16 and out.shape == (2, 16, 8, 8)
     assert torch.isfinite(out).all()
+
+
+def test_torch_export_runs_on_other_sizes():
+    """The exported program (symbolic height and width) gives the
+    layer's output at another size."""
+    torch.manual_seed(0)
+    layer = ACmixConv2d(8, 16, stride=2, bias=True, num_heads=2).eval()
+    with torch.no_grad():
+        layer.bias.normal_()
+    program = export_program(layer, torch.randn(1, 8, 17, 19))
+    x = torch.randn(1, 8, 23, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), layer(x), atol=1e-5,
+                                   rtol=1e-5)
 
 
 def test_mmdet_resnet50_dcn_slot_trains_a_detector_step():
