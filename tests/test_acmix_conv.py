@@ -107,6 +107,9 @@ def test_bad_arguments_raise_clear_errors():
         with pytest.raises(error) as info:
             ACmixConv2d(**kwargs)
         assert message in str(info.value), kwargs
+    with pytest.raises(ValueError, match="got padding='same'"):
+        ACmixConv2d(8, 8, stride=2, padding='same')  # as torch refuses it
+    assert ACmixConv2d(8, 8, 5, padding='same').padding == (2, 2)
     # a convolution's arguments as pairs, and its own padding
     layer = ACmixConv2d(8, 8, (5, 5), (2, 2), (2, 2), (1, 1))
     assert (layer.kernel_size, layer.stride, layer.padding) == ((5, 5),

@@ -50,10 +50,10 @@ class ACmixConv2d(nn.Module):
             path, odd (a pair: equal sides). Defaults to 3.
         stride (int | tuple[int, int]): Stride of both paths (a pair: equal
             sides). Defaults to 1.
-        padding (int | tuple[int, int], optional): Must be
-            ``kernel_size // 2``, the only padding the layer has; accepted
-            so that convolution call sites need no change. Defaults to None
-            (that padding).
+        padding (int | tuple[int, int] | str, optional): Must be
+            ``kernel_size // 2`` (or ``'same'`` at stride 1), the only
+            padding the layer has; accepted so that convolution call sites
+            need no change. Defaults to None (that padding).
         dilation (int | tuple[int, int]): Must be 1. Defaults to 1.
         groups (int): Must be 1. Defaults to 1.
         bias (bool): Add a learnt bias per output channel (initialised to
@@ -79,7 +79,8 @@ class ACmixConv2d(nn.Module):
         super().__init__()
         kernel_size = _square(kernel_size, 'kernel_size')
         stride = _square(stride, 'stride')
-        if padding is None:
+        # torch's 'same' (stride 1 only) is the padding the layer has
+        if padding is None or (padding == 'same' and stride == 1):
             padding = kernel_size // 2
         padding = _square(padding, 'padding')
         dilation = _square(dilation, 'dilation')
