@@ -488,9 +488,12 @@ def test_bf16_toy_detector(name):
     """A train step and an inference of a toy detector under bf16 autocast
     (as ``tools/train.py --amp`` on the CPU): a finite loss, a finite
     float32 gradient for every parameter, finite detections; Mask R-CNN's
-    RoIAlign layers get bf16 features and give bf16 features back."""
+    RoIAlign layers get bf16 features and give bf16 features back. At
+    128x128 RetinaNet's P7 comes from a 2x2 map: from a 1x1 map torch
+    2.13's bf16 CPU convolution leaves stale memory in its weight gradient
+    at times (docs/faq.md)."""
     entry = Entry(str(REPO_ROOT / 'configs' / 'toy' / f'{name}.py'),
-                  batch=1, shape=(64, 64), dtype='bf16')
+                  batch=1, shape=(128, 128), dtype='bf16')
     seen = []
     for layer in entry.model.modules():
         if isinstance(layer, RoIAlign):
@@ -512,4 +515,4 @@ def test_bf16_toy_detector(name):
     assert torch.isfinite(pred.scores.float()).all()
     if 'mask_rcnn' in name:
         assert seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
-        assert pred.masks.shape[-2:] == (64, 64)
+        assert pred.masks.shape[-2:] == (128, 128)
