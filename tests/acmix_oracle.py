@@ -20,7 +20,8 @@ class UnfoldACmix(SlidingACmix):
     def _attend(self, qkv, pe, rate):
         return rate * unfold_window_attention(qkv, pe, self.kernel_att,
                                               self.stride,
-                                              self.head_dims**-0.5)
+                                              self.head_dims**-0.5,
+                                              self.dilation)
 
 
 def use_unfold_attention(model):

@@ -49,18 +49,22 @@ def test_same_numerics_as_the_operator(stride):
         torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize('kernel_size,stride', [(3, 1), (3, 2), (5, 2)])
-def test_matches_the_unfold_oracle_in_float64(kernel_size, stride):
+@pytest.mark.parametrize('kernel_size,stride,dilation', [(3, 1, 1),
+                                                         (3, 2, 1),
+                                                         (5, 2, 1),
+                                                         (3, 1, 2)])
+def test_matches_the_unfold_oracle_in_float64(kernel_size, stride, dilation):
     torch.manual_seed(0)
-    layer = ACmixConv2d(6, 8, kernel_size, stride, bias=True,
-                        num_heads=2).double()
+    padding = dilation * (kernel_size // 2)
+    layer = ACmixConv2d(6, 8, kernel_size, stride, padding, dilation,
+                        bias=True, num_heads=2).double()
     with torch.no_grad():
         layer.bias.normal_()
     oracle = use_unfold_attention(copy.deepcopy(layer))
     x = torch.randn(2, 6, 16, 13, dtype=torch.float64, requires_grad=True)
     out, ref = layer(x), oracle(x)
     # the shape of the convolution it replaces
-    conv = nn.Conv2d(6, 8, kernel_size, stride, kernel_size // 2)
+    conv = nn.Conv2d(6, 8, kernel_size, stride, padding, dilation)
     assert out.shape == conv(x.float()).shape
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
     grads = torch.autograd.grad(out.sin().sum(), [x, *layer.parameters()])
@@ -91,12 +95,16 @@ def test_bad_arguments_raise_clear_errors():
          'got (3, 5)'),
         (dict(padding=0), ValueError,
          'ACmixConv2d supports only the same padding of its kernel, '
-         'padding=1 for kernel_size=3, got padding=0'),
+         'padding=1 for kernel_size=3 and dilation=1, got padding=0'),
         (dict(kernel_size=5, padding=1), ValueError,
-         'padding=2 for kernel_size=5, got padding=1'),
-        (dict(dilation=2, padding=2), NotImplementedError,
-         'ACmixConv2d does not support dilation (got 2): its attention '
-         'window is not dilated'),
+         'padding=2 for kernel_size=5 and dilation=1, got padding=1'),
+        (dict(dilation=2, padding=1), ValueError,
+         'padding=2 for kernel_size=3 and dilation=2, got padding=1'),
+        (dict(dilation=2, padding=2, stride=2), NotImplementedError,
+         'SlidingACmix: dilation 2 with stride 2; dilation above 1 needs '
+         'stride 1'),
+        (dict(dilation=0, padding=0), ValueError,
+         'SlidingACmix: dilation must be a positive int, got 0'),
         (dict(groups=2), ValueError,
          'ACmixConv2d does not support grouped convolutions, got groups=2'),
         (dict(out_channels=10), ValueError,
@@ -133,13 +141,20 @@ def test_bf16_autocast_forward_is_finite():
         out = layer(torch.randn(2, 8, 16, 16))
     assert out.dtype == torch.bfloat16 and out.shape == (2, 16, 8, 8)
     assert torch.isfinite(out).all()
+    dilated = ACmixConv2d(8, 16, padding=2, dilation=2)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = dilated(torch.randn(2, 8, 16, 16))
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 16, 16, 16)
+    assert torch.isfinite(out).all()
 
 
-def test_torch_export_runs_on_other_sizes():
+@pytest.mark.parametrize('stride,dilation', [(2, 1), (1, 2)])
+def test_torch_export_runs_on_other_sizes(stride, dilation):
     """The exported program (symbolic height and width) gives the
-    layer's output at another size."""
+    layer's output at another size, strided or dilated."""
     torch.manual_seed(0)
-    layer = ACmixConv2d(8, 16, stride=2, bias=True, num_heads=2).eval()
+    layer = ACmixConv2d(8, 16, stride=stride, padding=dilation,
+                        dilation=dilation, bias=True, num_heads=2).eval()
     with torch.no_grad():
         layer.bias.normal_()
     program = export_program(layer, torch.randn(1, 8, 17, 19))

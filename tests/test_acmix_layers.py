@@ -72,13 +72,17 @@ def test_conv_path_is_fc_then_shifted_sum(fc_bias):
     torch.testing.assert_close(path(qkv), expected, rtol=0, atol=1e-5)
 
 
-def test_conv_path_is_a_kxk_convolution_of_the_projections():
+@pytest.mark.parametrize('dilation', [1, 2, 3])
+@pytest.mark.parametrize('fold_fc', [True, False])
+def test_conv_path_is_a_kxk_convolution_of_the_projections(fold_fc, dilation):
     """At its shift initialisation the convolution path is an ordinary
     k x k convolution of the q/k/v maps (the point of the paper): kernel
     tap (p, q) of output channel d*heads+j weighs projection map (s, d)
-    with fc.weight[p*k+q, s]; the fc bias acts as a constant input map."""
+    with fc.weight[p*k+q, s]; the fc bias acts as a constant input map.
+    Dilated, it is the dilated convolution, in both forms."""
     heads, head_dims, k = 2, 3, 3
-    path = ACmixConvPath(heads, head_dims, k)
+    path = ACmixConvPath(heads, head_dims, k, fold_fc=fold_fc,
+                         dilation=dilation)
     qkv = random_qkv(heads, head_dims)
     batch, _, _, height, width = qkv.shape
 
@@ -91,7 +95,8 @@ def test_conv_path_is_a_kxk_convolution_of_the_projections():
     inputs = torch.cat(
         [qkv, torch.ones(batch, 3 * heads, 1, height, width)], 2)
     expected = F.conv2d(
-        inputs.flatten(1, 2), weight.flatten(1, 2), padding=k // 2)
+        inputs.flatten(1, 2), weight.flatten(1, 2),
+        padding=dilation * (k // 2), dilation=dilation)
     torch.testing.assert_close(path(qkv), expected, rtol=0, atol=1e-5)
 
 

@@ -36,12 +36,15 @@ class ACmixConv2d(nn.Module):
     the size of a ``kernel_size`` convolution with its 'same' padding. The
     convolution path has the ``kernel_size`` kernels; the attention covers
     the ``kernel_att x kernel_att`` window of every (strided) pixel, so
-    inputs must be larger than ``kernel_att // 2`` on both sides.
+    inputs must be larger than ``kernel_att // 2`` on both sides. With
+    ``dilation`` both paths are dilated (the attention takes every
+    ``dilation``-th pixel of its window), as in a dilated ResNet; inputs
+    must then be larger than ``dilation * (kernel_att // 2)``.
 
     What a convolution can do and ACmix cannot raises, when built:
-    ``padding`` other than ``kernel_size // 2`` (ValueError), even kernel
-    sizes (ValueError), ``groups != 1`` (ValueError) and ``dilation != 1``
-    (NotImplementedError).
+    ``padding`` other than ``dilation * (kernel_size // 2)`` (ValueError),
+    even kernel sizes (ValueError), ``groups != 1`` (ValueError) and
+    ``dilation > 1`` together with ``stride > 1`` (NotImplementedError).
 
     Args:
         in_channels (int): Input channels.
@@ -51,10 +54,11 @@ class ACmixConv2d(nn.Module):
         stride (int | tuple[int, int]): Stride of both paths (a pair: equal
             sides). Defaults to 1.
         padding (int | tuple[int, int] | str, optional): Must be
-            ``kernel_size // 2`` (or ``'same'`` at stride 1), the only
-            padding the layer has; accepted so that convolution call sites
-            need no change. Defaults to None (that padding).
-        dilation (int | tuple[int, int]): Must be 1. Defaults to 1.
+            ``dilation * (kernel_size // 2)`` (or ``'same'`` at stride 1),
+            the only padding the layer has; accepted so that convolution
+            call sites need no change. Defaults to None (that padding).
+        dilation (int | tuple[int, int]): Dilation of both paths (a pair:
+            equal sides); above 1 only at stride 1. Defaults to 1.
         groups (int): Must be 1. Defaults to 1.
         bias (bool): Add a learnt bias per output channel (initialised to
             zeros) to the output, as a convolution's bias would be; the
@@ -79,24 +83,20 @@ class ACmixConv2d(nn.Module):
         super().__init__()
         kernel_size = _square(kernel_size, 'kernel_size')
         stride = _square(stride, 'stride')
-        # torch's 'same' (stride 1 only) is the padding the layer has
-        if padding is None or (padding == 'same' and stride == 1):
-            padding = kernel_size // 2
-        padding = _square(padding, 'padding')
         dilation = _square(dilation, 'dilation')
         if not isinstance(kernel_size, int) or kernel_size % 2 == 0:
             raise ValueError('ACmixConv2d supports odd kernel sizes only, '
                              f'got kernel_size={kernel_size!r}')
-        # before padding: dilated call sites pass padding=dilation
-        if dilation != 1:
-            raise NotImplementedError(
-                f'ACmixConv2d does not support dilation (got {dilation!r}): '
-                'its attention window is not dilated')
-        if padding != kernel_size // 2:
+        same = dilation * (kernel_size // 2)
+        # torch's 'same' (stride 1 only) is the padding the layer has
+        if padding is None or (padding == 'same' and stride == 1):
+            padding = same
+        padding = _square(padding, 'padding')
+        if padding != same:
             raise ValueError(
                 'ACmixConv2d supports only the same padding of its kernel, '
-                f'padding={kernel_size // 2} for kernel_size={kernel_size}, '
-                f'got padding={padding!r}')
+                f'padding={same} for kernel_size={kernel_size} and '
+                f'dilation={dilation}, got padding={padding!r}')
         if groups != 1:
             raise ValueError('ACmixConv2d does not support grouped '
                              f'convolutions, got groups={groups!r}')
@@ -106,10 +106,11 @@ class ACmixConv2d(nn.Module):
         self.kernel_size = (kernel_size, kernel_size)
         self.stride = (stride, stride)
         self.padding = (padding, padding)
-        self.dilation = (1, 1)
+        self.dilation = (dilation, dilation)
         self.groups = 1
         self.acmix = SlidingACmix(in_channels, out_channels, kernel_att,
-                                  num_heads, kernel_size, stride, recompute)
+                                  num_heads, kernel_size, stride, recompute,
+                                  dilation)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     @classmethod
@@ -141,7 +142,7 @@ class ACmixConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, '
                 f'kernel_size={self.kernel_size}, stride={self.stride}, '
-                f'bias={self.bias is not None}')
+                f'dilation={self.dilation}, bias={self.bias is not None}')
 
 
 def swap_resnet_convs(model: nn.Module,

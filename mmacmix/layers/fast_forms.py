@@ -43,7 +43,7 @@ def folded_conv_path(path: 'ACmixConvPath', qkv: Tensor,
     bias, border = _fc_bias(path, bias_kernel, bias, height, width)
     dep = path.dep_conv
     out = F.conv2d(maps, weight.to(maps.dtype), _cast(bias, maps.dtype),
-                   dep.stride, dep.padding, groups=head_dims)
+                   dep.stride, dep.padding, dep.dilation, head_dims)
     return _add_border(path, out, border)
 
 
@@ -65,7 +65,7 @@ def sum_over_maps(path: 'ACmixConvPath',
         kernel = weight[:, index, None].to(part.dtype)
         part = F.conv2d(part, kernel,
                         _cast(bias, part.dtype) if out is None else None,
-                        dep.stride, dep.padding, groups=head_dims)
+                        dep.stride, dep.padding, dep.dilation, head_dims)
         # in place: the convolutions' backward passes do not read their
         # outputs
         out = part if out is None else out.add_(part)
@@ -98,7 +98,7 @@ def _fc_bias(path: 'ACmixConvPath', bias_kernel: Optional[Tensor],
     dep = path.dep_conv
     ones = bias_kernel.new_ones(1, path.head_dims, height, width)
     border = F.conv2d(ones, bias_kernel[:, None], None, dep.stride,
-                      dep.padding, groups=path.head_dims)
+                      dep.padding, dep.dilation, path.head_dims)
     inside = bias_kernel.sum((-2, -1))
     bias = inside if bias is None else bias + inside
     return bias, border - inside[:, None, None]

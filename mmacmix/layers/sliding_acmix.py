@@ -91,24 +91,37 @@ _cached_coordinate_grid = functools.lru_cache(maxsize=64)(_coordinate_grid)
 
 
 class _Geometry:
-    """Sizes of the blocked computation for a ``(H, W)`` map."""
+    """Sizes of the blocked computation for a ``(H, W)`` map.
+
+    With ``dilation`` d > 1 (stride 1), the pixels of one phase
+    ``(i % d, j % d)`` attend only to pixels of their phase: the padded map
+    splits into ``d * d`` phase maps (``phases``), in each of which the
+    dilated window is a plain ``kernel_size`` window, and the blocks tile
+    the phase maps. Without dilation there is one phase, the map itself.
+    """
 
     def __init__(self, height: int, width: int, head_dims: int,
-                 kernel_size: int, stride: int):
-        self.pad = kernel_size // 2
+                 kernel_size: int, stride: int, dilation: int = 1):
+        self.pad = dilation * (kernel_size // 2)
         self.out_h = math.ceil(height / stride)
         self.out_w = math.ceil(width / stride)
+        self.dilation = dilation
+        # queries per phase (the longest phase; shorter ones get zeros)
+        self.phase_h = math.ceil(self.out_h / dilation)
+        self.phase_w = math.ceil(self.out_w / dilation)
         self.block = b = _block_size(stride, head_dims)
         self.step = stride * b  # input pixels between blocks
         self.halo = stride * (b - 1) + kernel_size
-        self.blocks_h = math.ceil(self.out_h / b)
-        self.blocks_w = math.ceil(self.out_w / b)
+        self.blocks_h = math.ceil(self.phase_h / b)
+        self.blocks_w = math.ceil(self.phase_w / b)
         # parts of a halo that tile without overlap (for the backward fold)
         self.parts = math.ceil(self.halo / self.step)
-        # padded map: the reflection-padded keys, then zeros that only
+        # padded phase map: the reflection-padded keys, then zeros that only
         # blocked queries beyond the output ever see
-        self.map_h = (self.blocks_h + self.parts - 1) * self.step
-        self.map_w = (self.blocks_w + self.parts - 1) * self.step
+        self.phase_map_h = (self.blocks_h + self.parts - 1) * self.step
+        self.phase_map_w = (self.blocks_w + self.parts - 1) * self.step
+        self.map_h = dilation * self.phase_map_h
+        self.map_w = dilation * self.phase_map_w
 
 
 def _padded(x: Tensor, pe: Tensor, g: _Geometry) -> Tensor:
@@ -154,9 +167,30 @@ def _unpad(grad: Tensor, height: int, width: int, g: _Geometry) -> Tensor:
     return grad[:, p:p + height, p:p + width]
 
 
+def _to_phases(padded: Tensor, g: _Geometry) -> Tensor:
+    """``(N, map_h, map_w, d) -> (N * dilation**2, phase_map_h,
+    phase_map_w, d)``: the phase maps (see :class:`_Geometry`), N-major."""
+    if g.dilation == 1:
+        return padded
+    n, d, r = padded.shape[0], padded.shape[-1], g.dilation
+    phases = padded.view(n, g.phase_map_h, r, g.phase_map_w, r, d)
+    return phases.permute(0, 2, 4, 1, 3, 5).reshape(-1, g.phase_map_h,
+                                                    g.phase_map_w, d)
+
+
+def _from_phases(phases: Tensor, g: _Geometry) -> Tensor:
+    """Inverse of :func:`_to_phases`."""
+    if g.dilation == 1:
+        return phases
+    d, r = phases.shape[-1], g.dilation
+    phases = phases.view(-1, r, r, g.phase_map_h, g.phase_map_w, d)
+    return phases.permute(0, 3, 1, 4, 2, 5).reshape(-1, g.map_h, g.map_w, d)
+
+
 def _halos(padded: Tensor, g: _Geometry) -> Tensor:
-    """Every block's halo: ``(N, map_h, map_w, d) -> (N * blocks, halo**2,
-    d)``."""
+    """Every block's halo: ``(N, map_h, map_w, d) -> (N * phases * blocks,
+    halo**2, d)``."""
+    padded = _to_phases(padded, g)
     d = padded.shape[-1]
     halos = padded.unfold(1, g.halo, g.step).unfold(2, g.halo, g.step)
     halos = halos[:, :g.blocks_h, :g.blocks_w]  # (N, bh, bw, d, halo, halo)
@@ -166,13 +200,14 @@ def _halos(padded: Tensor, g: _Geometry) -> Tensor:
 def _fold_halos(halos: Tensor, n: int, g: _Geometry) -> Tensor:
     """Adjoint of :func:`_halos`: sum the halos back into the padded map."""
     d = halos.shape[-1]
+    n = n * g.dilation**2
     halos = halos.view(n, g.blocks_h, g.blocks_w, g.halo, g.halo, d)
-    out = halos.new_zeros(n, g.map_h, g.map_w, d)
+    out = halos.new_zeros(n, g.phase_map_h, g.phase_map_w, d)
     t = g.step
     for a in range(g.parts):
         rows = slice(a * t, min((a + 1) * t, g.halo))
         tile_h = out[:, a * t:(a + g.blocks_h) * t].view(
-            n, g.blocks_h, t, g.map_w, d)
+            n, g.blocks_h, t, g.phase_map_w, d)
         for c in range(g.parts):
             cols = slice(c * t, min((c + 1) * t, g.halo))
             tile = tile_h[:, :, :, c * t:(c + g.blocks_w) * t].view(
@@ -180,16 +215,36 @@ def _fold_halos(halos: Tensor, n: int, g: _Geometry) -> Tensor:
             tile[:, :, :rows.stop - rows.start, :, :cols.stop -
                  cols.start] += halos[:, :, :, rows, cols].permute(
                      0, 1, 3, 2, 4, 5)
-    return out
+    return _from_phases(out, g)
+
+
+def _split_phases(x: Tensor, r: int) -> Tensor:
+    """A view of ``(..., d, r * h, r * w)`` as its phases
+    ``(..., r, r, d, h, w)``."""
+    x = x.unflatten(-2, (-1, r)).unflatten(-1, (-1, r))
+    lead = x.dim() - 5  # (..., d, h, r, w, r)
+    return x.permute(*range(lead), lead + 2, lead + 4, lead, lead + 1,
+                     lead + 3)
+
+
+def _join_phases(x: Tensor) -> Tensor:
+    """Inverse of :func:`_split_phases` (a copy)."""
+    lead = x.dim() - 5  # (..., r, r, d, h, w)
+    *dims, r, _, d, h, w = x.shape
+    x = x.permute(*range(lead), lead + 2, lead + 3, lead, lead + 4, lead + 1)
+    return x.reshape(*dims, d, h * r, w * r)
 
 
 def _to_blocks(x: Tensor, g: _Geometry) -> Tensor:
     """Output-sized ``(..., d, Ho, Wo)`` (any strides) to query blocks
-    ``(N * blocks, block**2, d)``, zero padded."""
-    b, d = g.block, x.shape[-3]
-    pad_h, pad_w = g.blocks_h * b - g.out_h, g.blocks_w * b - g.out_w
+    ``(N * phases * blocks, block**2, d)``, zero padded."""
+    b, d, r = g.block, x.shape[-3], g.dilation
+    pad_h = r * g.blocks_h * b - g.out_h
+    pad_w = r * g.blocks_w * b - g.out_w
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
+    if r > 1:
+        x = _split_phases(x, r)
     x = x.unflatten(-2, (g.blocks_h, b)).unflatten(-1, (g.blocks_w, b))
     lead = x.dim() - 5  # (..., d, bh, b, bw, b)
     x = x.permute(*range(lead), lead + 1, lead + 3, lead + 2, lead + 4, lead)
@@ -199,9 +254,11 @@ def _to_blocks(x: Tensor, g: _Geometry) -> Tensor:
 def _from_blocks(blocks: Tensor, out: Tensor, g: _Geometry) -> Tensor:
     """Adjoint of :func:`_to_blocks`: copy ``(N * blocks, block**2, d)``
     into ``out``, ``(..., d, Ho, Wo)`` (any strides)."""
-    b, d = g.block, blocks.shape[-1]
+    b, d, r = g.block, blocks.shape[-1], g.dilation
     blocks = blocks.view(-1, g.blocks_h, g.blocks_w, b, b, d).permute(
         0, 5, 1, 3, 2, 4).reshape(-1, d, g.blocks_h * b, g.blocks_w * b)
+    if r > 1:
+        blocks = _join_phases(blocks.unflatten(0, (-1, r, r)))
     blocks = blocks.unflatten(0, out.shape[:-3])
     return out.copy_(blocks[..., :g.out_h, :g.out_w])
 
@@ -213,7 +270,8 @@ _CHUNK_LOGITS = 2**21
 
 def _chunks(batch: int, heads: int, g: _Geometry):
     """Slices of the batch processed together."""
-    per_sample = heads * g.blocks_h * g.blocks_w * g.block**2 * g.halo**2
+    per_sample = (heads * g.dilation**2 * g.blocks_h * g.blocks_w *
+                  g.block**2 * g.halo**2)
     size = max(1, _CHUNK_LOGITS // per_sample)
     return [slice(i, min(i + size, batch)) for i in range(0, batch, size)]
 
@@ -231,10 +289,10 @@ class _SlidingWindowAttention(torch.autograd.Function):
     output block by block. Works on chunks of the batch."""
 
     @staticmethod
-    def forward(ctx, qkv, pe, kernel_size, stride, scale, rate):
+    def forward(ctx, qkv, pe, kernel_size, stride, scale, rate, dilation):
         batch, _, d, height, width = qkv.shape
         heads = qkv.shape[1] // 3
-        g = _Geometry(height, width, d, kernel_size, stride)
+        g = _Geometry(height, width, d, kernel_size, stride, dilation)
         out = qkv.new_empty(batch, heads, d, g.out_h, g.out_w)
         for part in _chunks(batch, heads, g):
             q, k, v = qkv[part].chunk(3, 1)  # (b, heads, d, H, W) views
@@ -247,16 +305,16 @@ class _SlidingWindowAttention(torch.autograd.Function):
                 out_blocks.mul_(rate)
             _from_blocks(out_blocks, out[part], g)
         ctx.save_for_backward(qkv, pe, rate)
-        ctx.args = (kernel_size, stride, scale)
+        ctx.args = (kernel_size, stride, scale, dilation)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         qkv, pe, rate = ctx.saved_tensors
-        kernel_size, stride, scale = ctx.args
+        kernel_size, stride, scale, dilation = ctx.args
         batch, _, d, height, width = qkv.shape
         heads = qkv.shape[1] // 3
-        g = _Geometry(height, width, d, kernel_size, stride)
+        g = _Geometry(height, width, d, kernel_size, stride, dilation)
         # the layout of qkv (d-major from SlidingACmix), which the gradient
         # of the convolution path has too: summing them and passing the sum
         # back to the projection then takes no copy
@@ -302,7 +360,7 @@ class _SlidingWindowAttention(torch.autograd.Function):
             grad_k = grad_qkv[:, heads:2 * heads]
             grad_pe = -grad_k.sum_to_size((1, 1) + pe.shape[1:]).view(
                 pe.shape)
-        return grad_qkv, grad_pe, None, None, None, grad_rate
+        return grad_qkv, grad_pe, None, None, None, grad_rate, None
 
 
 def sliding_window_attention(qkv: Tensor,
@@ -310,12 +368,15 @@ def sliding_window_attention(qkv: Tensor,
                              kernel_size: int = 7,
                              stride: int = 1,
                              scale: float = 1.,
-                             rate: Optional[Tensor] = None) -> Tensor:
+                             rate: Optional[Tensor] = None,
+                             dilation: int = 1) -> Tensor:
     """Sliding-window (neighbourhood) attention of ResNet-ACmix.
 
     For the query at output pixel ``i`` (input pixel ``stride * i``), the
     keys ``j`` are the ``kernel_size x kernel_size`` window centred on it in
-    the reflection-padded map, with logits ``scale * q_i . (k_j - pe_j)``;
+    the reflection-padded map (with ``dilation``, every ``dilation``-th
+    pixel of a window ``dilation * (kernel_size - 1) + 1`` wide, as a
+    dilated convolution samples), with logits ``scale * q_i . (k_j - pe_j)``;
     the output is the softmax-weighted sum of the (reflection-padded) values
     of the window. This equals the official
     ``scale * q_i . (k_j + pe_i - pe_j)``, whose ``pe_i`` term cancels in the
@@ -329,8 +390,8 @@ def sliding_window_attention(qkv: Tensor,
         qkv (Tensor): ``(B, 3 * heads, d, H, W)`` (any strides), index
             ``s * heads + h`` of dim 1 holding head ``h`` of the queries
             (s=0), keys (s=1) and values (s=2), the layout of
-            :class:`ACmixConvPath`. Needs ``H, W > kernel_size // 2``
-            (reflection padding).
+            :class:`ACmixConvPath`. Needs
+            ``H, W > dilation * (kernel_size // 2)`` (reflection padding).
         pe (Tensor): ``(1, d, H, W)`` positional encoding, shared by the
             batch and the heads.
         kernel_size (int): Window side (odd). Defaults to 7.
@@ -342,13 +403,16 @@ def sliding_window_attention(qkv: Tensor,
             ``rate1``), with its gradient. Multiplying here rather than
             after spares keeping the output for the backward pass, which
             recomputes it. Defaults to None (no factor).
+        dilation (int): Spacing of the window's pixels; above 1 only with
+            stride 1 (as in dilated ResNets). Defaults to 1.
 
     Returns:
         Tensor: ``(B, heads, d, Ho, Wo)``.
     """
     layout = '(B, 3 * heads, d, H, W)'
-    check_reflection_input(qkv, kernel_size, 'sliding-window attention',
-                           layout)
+    check_dilation(stride, dilation, 'sliding-window attention')
+    check_reflection_input(qkv, dilated_size(kernel_size, dilation),
+                           'sliding-window attention', layout)
     if qkv.shape[1] % 3:
         raise ValueError(f'expected qkv of shape {layout}, got '
                          f'{tuple(qkv.shape)}')
@@ -357,10 +421,31 @@ def sliding_window_attention(qkv: Tensor,
     if is_exporting():
         # the custom function is opaque to the exporters and its blocks
         # fix the input size: the plain-op formulation instead
-        out = unfold_window_attention(qkv, pe, kernel_size, stride, scale)
+        out = unfold_window_attention(qkv, pe, kernel_size, stride, scale,
+                                      dilation)
         return out if rate is None else rate * out
     return _SlidingWindowAttention.apply(qkv, pe, kernel_size, stride, scale,
-                                         rate)
+                                         rate, dilation)
+
+
+def dilated_size(kernel_size: int, dilation: int) -> int:
+    """Side of the window a ``kernel_size`` kernel spans at
+    ``dilation``."""
+    return dilation * (kernel_size - 1) + 1
+
+
+def check_dilation(stride: int, dilation: int, owner: str) -> None:
+    """``dilation`` is a positive int, above 1 only at stride 1."""
+    if isinstance(dilation, bool) or not isinstance(dilation,
+                                                    int) or dilation < 1:
+        raise ValueError(
+            f'{owner}: dilation must be a positive int, got {dilation!r}')
+    if dilation > 1 and stride != 1:
+        # a strided dilated window would need the phases of the queries'
+        # grid; dilated ResNets (mmseg's ResNetV1c) never stride there
+        raise NotImplementedError(
+            f'{owner}: dilation {dilation} with stride {stride}; dilation '
+            'above 1 needs stride 1')
 
 
 def unfold_attention(q: Tensor,
@@ -369,7 +454,8 @@ def unfold_attention(q: Tensor,
                      pe: Tensor,
                      kernel_size: int = 7,
                      stride: int = 1,
-                     scale: float = 1.) -> Tensor:
+                     scale: float = 1.,
+                     dilation: int = 1) -> Tensor:
     """The attention of :func:`sliding_window_attention` as the official
     code computes it, with ``nn.Unfold`` (which copies every key, value and
     encoding ``kernel_size**2`` times) and the logit
@@ -382,20 +468,21 @@ def unfold_attention(q: Tensor,
     Args:
         q, k, v (Tensor): ``(N, d, H, W)`` queries, keys and values.
         pe (Tensor): ``(1, d, H, W)`` positional encoding.
-        kernel_size, stride, scale: As for :func:`sliding_window_attention`.
+        kernel_size, stride, scale, dilation: As for
+            :func:`sliding_window_attention`.
 
     Returns:
         Tensor: ``(N, d, Ho, Wo)``.
     """
     d = q.shape[1]
-    pad = kernel_size // 2
+    pad = dilation * (kernel_size // 2)
     q = q[:, :, ::stride, ::stride] * scale
     pe_q = pe[:, :, ::stride, ::stride]
     out_h, out_w = q.shape[-2:]  # symbolic while exporting
 
     def windows(x):  # (n, d, H, W) -> (n, d, kernel_size**2, Ho, Wo)
         x = F.pad(x, [pad] * 4, mode='reflect')
-        x = F.unfold(x, kernel_size, stride=stride)
+        x = F.unfold(x, kernel_size, dilation, stride=stride)
         return x.view(x.shape[0], d, kernel_size**2, out_h, out_w)
 
     logits = (q.unsqueeze(2) *
@@ -408,14 +495,16 @@ def unfold_window_attention(qkv: Tensor,
                             pe: Tensor,
                             kernel_size: int = 7,
                             stride: int = 1,
-                            scale: float = 1.) -> Tensor:
+                            scale: float = 1.,
+                            dilation: int = 1) -> Tensor:
     """:func:`unfold_attention` with the contract of
     :func:`sliding_window_attention` (without ``rate``):
     ``(B, 3 * heads, d, H, W)`` projections to ``(B, heads, d, Ho, Wo)``."""
     batch, heads = qkv.shape[0], qkv.shape[1] // 3
     # (B * heads, d, H, W) each, as the official code views them
     q, k, v = (t.flatten(0, 1) for t in qkv.chunk(3, 1))
-    out = unfold_attention(q, k, v, pe, kernel_size, stride, scale)
+    out = unfold_attention(q, k, v, pe, kernel_size, stride, scale,
+                           dilation)
     return out.unflatten(0, (batch, heads))
 
 
@@ -439,8 +528,12 @@ class SlidingACmix(ACmixOperator):
     With ``stride > 1`` the queries are the pixels ``0, stride, 2 * stride,
     ...`` of each axis, so the output is ``ceil(H / stride) x
     ceil(W / stride)`` for any size, odd ones included (the official code
-    fails on those), the same grid as the convolution path. The input must
-    be larger than ``kernel_att // 2`` on both sides (reflection padding).
+    fails on those), the same grid as the convolution path. With
+    ``dilation`` (stride 1), both paths are dilated alike: the convolution
+    path shifts by multiples of ``dilation`` pixels and the attention window
+    takes every ``dilation``-th pixel (a dilated neighbourhood). The input
+    must be larger than ``dilation * (kernel_att // 2)`` on both sides
+    (reflection padding).
 
     Args:
         in_channels (int): Input channels.
@@ -454,6 +547,8 @@ class SlidingACmix(ACmixOperator):
             projections from the input (one more 1x1 convolution) instead of
             keeping them: the layer then keeps little more than its input
             and output. Defaults to True.
+        dilation (int): Dilation of both paths; above 1 only at stride 1.
+            Defaults to 1.
     """
 
     def __init__(self,
@@ -463,7 +558,8 @@ class SlidingACmix(ACmixOperator):
                  num_heads: int = 4,
                  kernel_conv: int = 3,
                  stride: int = 1,
-                 recompute: bool = True):
+                 recompute: bool = True,
+                 dilation: int = 1):
         super().__init__()
         if out_channels % num_heads:
             raise ValueError(f'out_channels ({out_channels}) must be '
@@ -472,11 +568,13 @@ class SlidingACmix(ACmixOperator):
             raise ValueError(f'kernel_att must be odd, got {kernel_att}')
         if stride < 1:
             raise ValueError(f'stride must be positive, got {stride}')
+        check_dilation(stride, dilation, 'SlidingACmix')
         self.out_channels = out_channels
         self.num_heads = num_heads
         self.head_dims = out_channels // num_heads
         self.kernel_att = kernel_att
         self.stride = stride
+        self.dilation = dilation
         self.recompute = recompute
         # stage I, shared by both paths: q, k, v (official conv1/2/3),
         # computed in d-major order (what the folded convolution path reads
@@ -488,12 +586,18 @@ class SlidingACmix(ACmixOperator):
         # attention path: positional encoding (official conv_p)
         self.pos_enc = nn.Conv2d(2, self.head_dims, 1)
         self.add_conv_path(
-            num_heads, self.head_dims, kernel_conv, stride, fc_bias=False)
+            num_heads,
+            self.head_dims,
+            kernel_conv,
+            stride,
+            fc_bias=False,
+            dilation=dilation)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, C_in, H, W)`` to ``(B, C_out, ceil(H / stride),
         ceil(W / stride))``."""
-        check_reflection_input(x, self.kernel_att, 'SlidingACmix')
+        check_reflection_input(x, dilated_size(self.kernel_att,
+                                               self.dilation), 'SlidingACmix')
         if not (self.recompute and torch.is_grad_enabled()
                 and not torch.compiler.is_compiling()):
             return self._mix(x, self._project(_unmarked, x))
@@ -535,11 +639,12 @@ class SlidingACmix(ACmixOperator):
         ``(B, heads, head_dims, H', W')``."""
         return sliding_window_attention(qkv, pe, self.kernel_att,
                                         self.stride, self.head_dims**-0.5,
-                                        rate)
+                                        rate, self.dilation)
 
     def extra_repr(self) -> str:
         return (f'heads={self.num_heads}, head_dims={self.head_dims}, '
-                f'kernel_att={self.kernel_att}, stride={self.stride}')
+                f'kernel_att={self.kernel_att}, stride={self.stride}, '
+                f'dilation={self.dilation}')
 
 
 __all__ = [
