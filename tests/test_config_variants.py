@@ -65,6 +65,7 @@ def _set_num_classes(node, num_classes):
     'configs/cascade_mask_rcnn_swin_acmix_t_3x_coco.py',
     'configs/upernet_swin_acmix_t_160k_ade20k.py',
     'configs/fpn_pvt_acmix_t_40k_ade20k.py',
+    'configs/deeplabv3plus_resnet_acmix_50_80k_ade20k.py',
     'configs/swin_acmix_t_in1k.py',
 ])
 def test_one_iteration_and_eval(config, toy_workspace, tmp_path):

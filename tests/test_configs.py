@@ -8,8 +8,9 @@ from helpers import REPO_ROOT
 
 CONFIGS = sorted(p for p in (REPO_ROOT / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
-NAME = re.compile(r'(?P<method>[a-z_]+_)?(?P<backbone>swin|pvt|resnet|san)'
-                  r'_acmix_(?P<size>[a-z0-9]+)_((?P<schedule>\w+)_)?'
+NAME = re.compile(r'(?P<method>[a-z][a-z0-9_]*_)?'
+                  r'(?P<backbone>swin|pvt|resnet|san)_acmix_'
+                  r'(?P<size>[a-z0-9]+)_((?P<schedule>\w+)_)?'
                   r'(?P<dataset>coco|ade20k|in1k)\.py')
 
 

@@ -60,17 +60,23 @@ def test_operator_with_the_unfold_oracle_equals_reference(
     torch.testing.assert_close(out, ref['output'], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize('shape,stride', [
-    ((2, 2, 8, 14, 14), 1),
-    ((2, 2, 8, 16, 16), 2),
-    ((1, 3, 4, 15, 9), 2),   # odd sizes
-    ((2, 1, 4, 4, 5), 1),    # the smallest maps reflection allows
-    ((1, 2, 4, 5, 4), 2),
-    ((1, 2, 6, 23, 30), 1),  # several blocks, partial last ones
-    ((1, 1, 40, 17, 12), 1),  # the block size of larger heads
-    ((1, 2, 4, 21, 19), 3),
+@pytest.mark.parametrize('shape,stride,dilation', [
+    ((2, 2, 8, 14, 14), 1, 1),
+    ((2, 2, 8, 16, 16), 2, 1),
+    ((1, 3, 4, 15, 9), 2, 1),   # odd sizes
+    ((2, 1, 4, 4, 5), 1, 1),    # the smallest maps reflection allows
+    ((1, 2, 4, 5, 4), 2, 1),
+    ((1, 2, 6, 23, 30), 1, 1),  # several blocks, partial last ones
+    ((1, 1, 40, 17, 12), 1, 1),  # the block size of larger heads
+    ((1, 2, 4, 21, 19), 3, 1),
+    # dilated: odd sizes (phases of unequal lengths), the smallest maps,
+    # several blocks per phase, larger heads
+    ((2, 2, 8, 15, 13), 1, 2),
+    ((1, 1, 4, 7, 9), 1, 2),
+    ((1, 2, 6, 31, 22), 1, 4),
+    ((1, 1, 40, 29, 26), 1, 3),
 ])
-def test_fast_attention_matches_unfold_oracle(shape, stride):
+def test_fast_attention_matches_unfold_oracle(shape, stride, dilation):
     """Values and gradients of all inputs, in float64; shape is
     (B, heads, d, H, W)."""
     torch.manual_seed(0)
@@ -79,8 +85,8 @@ def test_fast_attention_matches_unfold_oracle(shape, stride):
     qkv = torch.randn(batch, 3 * heads, d, height, width, **kwargs)
     pe = torch.randn(1, d, height, width, **kwargs)
     rate = torch.tensor([0.7], **kwargs)  # ACmix's rate1, applied inside
-    out = sliding_window_attention(qkv, pe, 7, stride, 0.3, rate)
-    ref = rate * unfold_window_attention(qkv, pe, 7, stride, 0.3)
+    out = sliding_window_attention(qkv, pe, 7, stride, 0.3, rate, dilation)
+    ref = rate * unfold_window_attention(qkv, pe, 7, stride, 0.3, dilation)
     assert out.shape == ref.shape == (batch, heads, d,
                                       math.ceil(height / stride),
                                       math.ceil(width / stride))
@@ -90,6 +96,53 @@ def test_fast_attention_matches_unfold_oracle(shape, stride):
     ref_grads = torch.autograd.grad(ref, (qkv, pe, rate), grad)
     for got, expected in zip(grads, ref_grads):
         torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-10)
+
+
+def _reflect(index, size):
+    index = abs(index)
+    return 2 * (size - 1) - index if index >= size else index
+
+
+def test_dilated_unfold_oracle_is_the_dilated_neighbourhood():
+    """The oracle with dilation, pixel by pixel: the query at (i, j)
+    attends to the reflection-padded pixels (i + r * a, j + r * b),
+    |a|, |b| <= kernel_size // 2, with the official logit
+    ``q_i . (k_j + pe_i - pe_j)``."""
+    torch.manual_seed(0)
+    d, height, width, kernel_size, dilation = 3, 7, 8, 5, 3
+    q, k, v = torch.randn(3, 2, d, height, width, dtype=torch.float64)
+    pe = torch.randn(1, d, height, width, dtype=torch.float64)
+    out = unfold_attention(q, k, v, pe, kernel_size, 1, 0.4, dilation)
+    half = kernel_size // 2
+    for i in range(height):
+        for j in range(width):
+            window = [(_reflect(i + dilation * a, height),
+                       _reflect(j + dilation * b, width))
+                      for a in range(-half, half + 1)
+                      for b in range(-half, half + 1)]
+            logits = torch.stack([
+                0.4 * (q[..., i, j] * (k[..., y, x] + pe[0, :, i, j] -
+                                       pe[0, :, y, x])).sum(-1)
+                for y, x in window], -1)
+            values = torch.stack([v[..., y, x] for y, x in window], -1)
+            expected = (logits.softmax(-1)[:, None] * values).sum(-1)
+            torch.testing.assert_close(out[..., i, j], expected, atol=1e-12,
+                                       rtol=1e-12)
+
+
+def test_dilated_attention_refuses_what_it_cannot_do():
+    qkv = torch.randn(1, 3, 2, 9, 9)
+    pe = torch.randn(1, 2, 9, 9)
+    with pytest.raises(NotImplementedError,
+                       match='dilation 2 with stride 2; dilation above 1 '
+                       'needs stride 1'):
+        sliding_window_attention(qkv, pe, 7, 2, 1., None, 2)
+    # a 7x7 window at dilation 3 spans 19 pixels: 9 < 10 refused
+    with pytest.raises(ValueError, match='needs inputs larger than 9 on '
+                       'both sides .* got 9x9'):
+        sliding_window_attention(qkv, pe, 7, 1, 1., None, 3)
+    with pytest.raises(ValueError, match='dilation must be a positive int'):
+        SlidingACmix(8, 8, dilation=0)
 
 
 def test_fast_attention_chunks_the_batch(monkeypatch):
@@ -285,6 +338,69 @@ def test_backbone_outputs_any_size():
     # 2x2 at the last stage; depth 26 needs 49 pixels
     with pytest.raises(ValueError, match='at least 49x49 pixels, got 32x32'):
         model(torch.randn(1, 3, 32, 32))
+
+
+D8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
+          contract_dilation=True)
+
+
+@pytest.mark.parametrize('shape', [(97, 97), (101, 117), (128, 112)])
+def test_dilated_backbone_has_output_stride_8_on_resnetv1c_grid(shape):
+    """With mmseg's ``-d8`` arguments: the maps of mmseg's ResNetV1c with
+    the same arguments, odd sizes included (ceil at every stride-2
+    layer); ResNet-ACmix-50's channels are ResNet-50's."""
+    from mmseg.models.backbones import ResNetV1c
+    backbone = ResNetACmix(50, out_indices=(0, 1, 2, 3), **D8)
+    reference = ResNetV1c(depth=50, out_indices=(0, 1, 2, 3), **D8)
+    assert backbone.min_input_size == 97
+    assert backbone.num_features == [256, 512, 1024, 2048]
+    # the operators' dilations: mmseg's, the first block's contracted
+    expected = [[1] * 3, [1] * 4, [1] + [2] * 5, [2] + [4] * 2]
+    assert [[block.conv2.dilation for block in getattr(backbone, name)]
+            for name in backbone.res_layers] == expected
+    assert [[block.conv2.dilation[0] for block in getattr(reference, name)]
+            for name in reference.res_layers] == expected
+    backbone.eval()
+    reference.eval()
+    x = torch.randn(1, 3, *shape)
+    with torch.no_grad():
+        ours = [out.shape for out in backbone(x)]
+        theirs = [out.shape for out in reference(x)]
+    assert ours == theirs
+    assert ours[-1][-2:] == tuple(math.ceil(side / 8) for side in shape)
+
+
+def test_dilated_backbone_matches_the_unfold_oracle_in_training():
+    """The dilated backbone against itself with the oracle's attention, in
+    float64: outputs and gradients."""
+    torch.manual_seed(0)
+    model = ResNetACmix(26, stem_channels=16, base_channels=8,
+                        out_indices=(0, 1, 2, 3), **D8).double()
+    oracle = use_unfold_attention(copy.deepcopy(model))
+    x = torch.randn(2, 3, 101, 99, dtype=torch.float64)
+    outs, refs = model(x), oracle(x)
+    for out, ref in zip(outs, refs):
+        torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    grads = torch.autograd.grad(sum(o.sin().sum() for o in outs),
+                                list(model.parameters()))
+    ref_grads = torch.autograd.grad(sum(o.sin().sum() for o in refs),
+                                    list(oracle.parameters()))
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
+
+
+def test_dilated_backbone_bad_arguments():
+    with pytest.raises(ValueError, match=r'dilations \(1, 2\) must have 4 '
+                       'entries'):
+        ResNetACmix(50, dilations=(1, 2))
+    # mmseg's ResNet allows it; the dilated attention needs stride 1
+    with pytest.raises(NotImplementedError, match='dilation 2 with stride '
+                       '2'):
+        ResNetACmix(26, strides=(1, 2, 2, 1), dilations=(1, 1, 2, 1))
+    backbone = ResNetACmix(26, out_indices=(3, ), **D8)
+    assert backbone.min_input_size == 49  # one block of dilation 2 last
+    with pytest.raises(ValueError, match='at least 49'):
+        backbone(torch.randn(1, 3, 48, 64))
 
 
 def test_backbone_bad_arguments():

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from mmengine.config import Config
+from mmengine.hub import get_config
 
 from ..utils.package_files import config_dir
 from .complexity import DEFAULT_SHAPES, measure
@@ -47,6 +48,16 @@ TASKS = {  # scope -> task, for configs without a paper entry
 }
 LIBRARIES = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation',
              'mmpretrain')
+# configs without a paper entry -> the stock config they change (only the
+# backbone), counted beside them
+STOCK_BASELINES = {
+    'retinanet_resnet_acmix_r50s34_1x_coco':
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    'deeplabv3plus_resnet_acmix_50_80k_ade20k':
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
+    'pspnet_resnet_acmix_50_80k_ade20k':
+    'mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py',
+}
 
 
 def paper_results_path() -> Path:
@@ -231,6 +242,8 @@ def build_rows(paper, configs, work_dirs, cache=None, fingerprint='',
                               flops_g=counts['flops'] / 1e9)
             found, row['log'] = read_metrics(work_dirs, name, metrics)
             values.update(found)
+            row.update(_stock_counts(name, tuple(shape or DEFAULT_SHAPES[
+                scope]), cache, fingerprint, allow_measure))
         row['metrics'] = metrics
         for field in [*COUNTS, *metrics, 'fps']:
             theirs = paper_cell(acmix, field)
@@ -249,6 +262,17 @@ def build_rows(paper, configs, work_dirs, cache=None, fingerprint='',
     rows.sort(key=lambda r: order.index(r['task']) if r['task'] in order
               else len(order))
     return rows
+
+
+def _stock_counts(name, shape, cache, fingerprint, allow_measure):
+    """``stock_config``, ``stock_params_m`` and ``stock_flops_g`` of the
+    stock config that ``name`` changes (None without one or its counts)."""
+    stock = STOCK_BASELINES.get(name)
+    counts = stock and count(get_config(stock), stock, shape, cache,
+                             fingerprint, allow_measure)
+    return dict(stock_config=stock,
+                stock_params_m=counts and counts['params'] / 1e6,
+                stock_flops_g=counts and counts['flops'] / 1e9)
 
 
 def _label(field):
@@ -319,6 +343,12 @@ def markdown(rows, paper, heading='####', with_paper_only=True):
             body.append(cells)
         lines += ['', f'{heading} {task}', ''] + _table(head, body)
         for row in group:
+            if row.get('stock_params_m') is not None:
+                lines += ['', f'`{row["config"]}` changes only the backbone '
+                          f'of `{row["stock_config"]}`, counted the same '
+                          'way: params (M) '
+                          f'{row["stock_params_m"]:.2f}, FLOPs (G) '
+                          f'{row["stock_flops_g"]:.2f}.']
             for other in row['others']:
                 numbers = ', '.join(f'{_label(f)} {other[f]}'
                                     for f in [*COUNTS, *METRICS]

@@ -35,6 +35,8 @@ class ACmixBottleneck(BaseModule):
             in the backward pass (see :class:`SlidingACmix`); without effect
             under ``with_cp``, which recomputes the whole block.
             Defaults to True.
+        dilation (int): Dilation of the ACmix operator (both paths).
+            Defaults to 1.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
     expansion = 4
@@ -49,6 +51,7 @@ class ACmixBottleneck(BaseModule):
                  norm_cfg: dict,
                  with_cp: bool,
                  recompute: bool = True,
+                 dilation: int = 1,
                  init_cfg=None):
         super().__init__(init_cfg)
         out_channels = width * self.expansion
@@ -59,7 +62,7 @@ class ACmixBottleneck(BaseModule):
         # tensors out of the checkpoint's
         self.conv2 = SlidingACmix(width, width, kernel_att, num_heads,
                                   kernel_conv, stride, recompute
-                                  and not with_cp)
+                                  and not with_cp, dilation)
         self.bn2 = build_norm_layer(norm_cfg, width)[1]
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = build_norm_layer(norm_cfg, out_channels)[1]
@@ -106,6 +109,14 @@ class ResNetACmix(ACmixBackbone):
     of the 7x7 attention window): inputs of at least 97x97 pixels (49x49
     for depth 26, whose last stage has a single block).
 
+    Dilated, as mmseg's ``ResNetV1c`` for DeepLab and PSPNet
+    (``strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
+    contract_dilation=True``): output stride 8, on the grid of
+    ``ResNetV1c`` (``ceil`` at every stride-2 layer), both paths of every
+    ACmix operator of a dilated stage dilated; the attention window then
+    spans ``dilation * 6 + 1`` pixels, so a map of stride 8 and dilation 4
+    needs more than 12 pixels: inputs of at least 97x97 again.
+
     Args:
         depth (int): 26, 38 or 50.
         in_channels (int): Input channels. Defaults to 3.
@@ -119,6 +130,10 @@ class ResNetACmix(ACmixBackbone):
             Defaults to 3.
         strides (Sequence[int]): Stride of each stage. Defaults to
             (1, 2, 2, 2).
+        dilations (Sequence[int]): Dilation of each stage's ACmix operators;
+            above 1 only in stages of stride 1. Defaults to (1, 1, 1, 1).
+        contract_dilation (bool): Halve the dilation of a dilated stage's
+            first block, as mmseg's ``ResNet`` does. Defaults to False.
         out_indices (Sequence[int]): Stages to output. Defaults to (3, ).
         frozen_stages (int): Stages to freeze (eval mode, no gradients), with
             the stem for 0 and above; -1 freezes nothing. Defaults to -1.
@@ -162,6 +177,8 @@ class ResNetACmix(ACmixBackbone):
                  num_heads: int = 4,
                  kernel_conv: int = 3,
                  strides: Sequence[int] = (1, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 contract_dilation: bool = False,
                  out_indices: Sequence[int] = (3, ),
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
@@ -173,7 +190,8 @@ class ResNetACmix(ACmixBackbone):
         super().__init__(init_cfg, pretrained)
         check_depth(depth, self.arch_settings, 'ResNetACmix')
         stage_blocks = self.arch_settings[depth]
-        for name, value in (('strides', strides), ('recompute', recompute)):
+        for name, value in (('strides', strides), ('dilations', dilations),
+                            ('recompute', recompute)):
             if len(value) != len(stage_blocks):
                 raise ValueError(f'{name} {value} must have '
                                  f'{len(stage_blocks)} entries')
@@ -181,7 +199,11 @@ class ResNetACmix(ACmixBackbone):
         self.depth = depth
         self._set_stages(num_stages, out_indices, frozen_stages)
         self.in_channels = in_channels
-        self.min_input_size = self._min_input_size(stage_blocks, strides,
+        block_dilations = [
+            self._block_dilations(num_blocks, dilation, contract_dilation)
+            for num_blocks, dilation in zip(stage_blocks, dilations)
+        ]
+        self.min_input_size = self._min_input_size(block_dilations, strides,
                                                    kernel_att)
         self.norm_eval = norm_eval
 
@@ -194,12 +216,11 @@ class ResNetACmix(ACmixBackbone):
         channels = stem_channels
         self.res_layers = []
         self.num_features = []
-        for i, (num_blocks, stride,
-                stage_recompute) in enumerate(zip(stage_blocks, strides,
-                                                  recompute)):
+        for i, (stage_dilations, stride, stage_recompute) in enumerate(
+                zip(block_dilations, strides, recompute)):
             width = base_channels * 2**i
             blocks = []
-            for j in range(num_blocks):
+            for j, dilation in enumerate(stage_dilations):
                 blocks.append(
                     ACmixBottleneck(
                         channels,
@@ -210,7 +231,8 @@ class ResNetACmix(ACmixBackbone):
                         kernel_conv=kernel_conv,
                         norm_cfg=norm_cfg,
                         with_cp=with_cp,
-                        recompute=stage_recompute))
+                        recompute=stage_recompute,
+                        dilation=dilation))
                 channels = width * ACmixBottleneck.expansion
             self.add_module(f'layer{i + 1}', Sequential(*blocks))
             self.res_layers.append(f'layer{i + 1}')
@@ -220,23 +242,32 @@ class ResNetACmix(ACmixBackbone):
         self._freeze_stages()
 
     @staticmethod
-    def _min_input_size(stage_blocks: Sequence[int], strides: Sequence[int],
-                        kernel_att: int) -> int:
+    def _block_dilations(num_blocks: int, dilation: int,
+                         contract_dilation: bool) -> list:
+        """The dilation of each block of a stage (mmseg's ``ResLayer``)."""
+        first = dilation // 2 if contract_dilation and dilation > 1 else (
+            dilation)
+        return [first] + [dilation] * (num_blocks - 1)
+
+    @staticmethod
+    def _min_input_size(block_dilations: Sequence[Sequence[int]],
+                        strides: Sequence[int], kernel_att: int) -> int:
         """The smallest input side for which every ACmix operator sees a
-        map larger than ``kernel_att // 2`` (reflection padding): 97 for
-        the defaults, 49 for depth 26 (a single block in the last stage).
+        map larger than ``dilation * (kernel_att // 2)`` (reflection
+        padding): 97 for the defaults and for output stride 8 with
+        dilations (1, 1, 2, 4), 49 for depth 26 (a single block in the last
+        stage).
 
         A map of stride ``S`` (ceil at every stride-2 layer) has
-        ``ceil(H / S)`` pixels, more than ``kernel_att // 2`` exactly when
-        ``H > S * (kernel_att // 2)``.
+        ``ceil(H / S)`` pixels, more than ``D`` exactly when ``H > S * D``.
         """
-        seen = []  # the strides of the maps the operators see
+        seen = []  # stride times dilation of each operator's input map
         stride = 4  # stem and max-pool
-        for num_blocks, stage_stride in zip(stage_blocks, strides):
-            seen.append(stride)  # the first block: the stage's input
+        for dilations, stage_stride in zip(block_dilations, strides):
+            # the first block sees the stage's input
+            seen.append(stride * dilations[0])
             stride *= stage_stride
-            if num_blocks > 1:
-                seen.append(stride)
+            seen.extend(stride * dilation for dilation in dilations[1:])
         return max(seen) * (kernel_att // 2) + 1
 
     def _init_official_weights(self) -> None:
