@@ -101,8 +101,9 @@ setup(
     py_modules=['mmacmix_mmcv_lite'],
     python_requires='>=3.9',
     # mmacmix.layers needs torch alone; the OpenMMLab stack is optional so the
-    # layers can be used without it (see requirements/runtime.txt).
-    install_requires=['torch'],
+    # layers can be used without it (see requirements/runtime.txt). The
+    # oldest torch is mmacmix/version.py's TORCH_MIN; no upper bound.
+    install_requires=['torch>=' + '.'.join(map(str, version['TORCH_MIN']))],
     extras_require={
         # mmcv-lite: mmacmix provides its compiled ops (mmacmix/ops)
         'openmmlab':

@@ -7,7 +7,11 @@ configs can all build them.
 """
 from importlib.util import find_spec
 
+from .utils.torch_version import require_torch
 from .version import __version__
+
+# an older torch lacks APIs used below: say so before they fail
+require_torch('mmacmix')
 
 if find_spec('mmengine') is not None:
     from .engine import patches

@@ -15,6 +15,15 @@ import torch.nn as nn
 
 from ..analysis.complexity import TensorForward, build_model, read_config
 from ..engine.checkpoint import load_checkpoint_file
+from ..utils.torch_version import TorchVersionError, require_torch
+
+# torch.fx.experimental._config.backed_size_oblivious came with
+# pytorch/pytorch#148696 (March 2025, days before the 2.7 branch cut): 2.8 is
+# the first release sure to have it. It also covers the rest the export needs
+# (torch.export.Dim.AUTO, torch 2.5; torch.onnx.export(dynamo=True), 2.5).
+SIZE_OBLIVIOUS_TORCH = (2, 8)
+SIZE_OBLIVIOUS_FEATURE = ('mmacmix export (torch.export with '
+                          'backed_size_oblivious)')
 
 # dynamo: torch.export's graph, sizes symbolic (any input size);
 # torchscript: the JIT tracer (dynamo=False), which fixes every size that it
@@ -89,7 +98,14 @@ def _symbolic_sizes():
     """torch.export without guards on a size being 1 (size-oblivious
     reasoning): otherwise every view of a map that could be one attention
     window wide would fix that case in or out."""
-    with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+    config = torch.fx.experimental._config
+    if not hasattr(config, 'backed_size_oblivious'):
+        # exporting without it would fix sizes 1 in or out of the program
+        require_torch(SIZE_OBLIVIOUS_FEATURE, SIZE_OBLIVIOUS_TORCH)
+        raise TorchVersionError(
+            f'{SIZE_OBLIVIOUS_FEATURE}: torch {torch.__version__} has no '
+            'torch.fx.experimental._config.backed_size_oblivious')
+    with config.patch(backed_size_oblivious=True):
         yield
 
 
@@ -129,6 +145,8 @@ def export_onnx(module: nn.Module,
                               dynamic_shapes=_dynamic_shapes(dynamic),
                               external_data=False, **kwargs)
     else:
+        # torch.onnx.export's ``dynamo`` argument came in torch 2.5
+        require_torch('mmacmix ONNX export (torchscript exporter)', (2, 5))
         axes = None
         if dynamic:
             axes = {'inputs': {2: 'height', 3: 'width'}}
