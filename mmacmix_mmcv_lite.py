@@ -5,12 +5,14 @@ mmcv-lite has mmcv's Python code but not its compiled extension
 ``mmacmix_mmcv_lite.pth`` file that installing mmacmix puts in
 site-packages (editable or from a wheel) calls :func:`install` at
 interpreter start, so a plain script that never imports mmacmix gets the
-PyTorch ops too. :func:`install` only appends a finder to ``sys.meta_path``:
-nothing is imported (not torch, not mmacmix) until ``mmcv._ext`` itself is
-imported, and the finder answers only when no other finder has it, so a
-compiled mmcv is used as it is. Then ``mmacmix/ops`` is loaded as the
-package ``mmcv._ext`` straight from its files: ``import mmacmix`` (which
-imports mmengine and mmcv's ops) would be circular there.
+PyTorch ops too; ``import mmacmix`` calls it as well, for where that file
+does not run (mmacmix found through PYTHONPATH or a ``pip install
+--target`` folder). :func:`install` only appends a finder to
+``sys.meta_path``: nothing is imported (not torch, not mmacmix) until
+``mmcv._ext`` itself is imported, and the finder answers only when no other
+finder has it, so a compiled mmcv is used as it is. Then ``mmacmix/ops``
+is loaded as the package ``mmcv._ext`` straight from its files: ``import
+mmacmix`` (which imports mmengine and mmcv's ops) would be circular there.
 
 This module needs the standard library alone.
 """

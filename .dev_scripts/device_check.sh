@@ -19,11 +19,14 @@
 #   benchmark.md (the tables) and summary.txt.
 #
 # It sets nothing up; it expects the project's environment: Python with
-# CUDA torch, mmcv built with its CUDA ops, mmengine, mmdet, mmseg,
-# mmpretrain, pytest and mmacmix (this checkout is put first on PYTHONPATH),
-# as .venv/ in the checkout or the interpreter in $PYTHON (default: .venv's,
-# else `python`). Nothing is downloaded: the models are built with random
-# weights, the toy data is generated.
+# CUDA torch, mmcv (mmcv-lite, whose ops mmacmix provides, or mmcv built with
+# its CUDA ops), mmengine, mmdet, mmseg, mmpretrain, pytest and mmacmix (this
+# checkout is put first on PYTHONPATH), as .venv/ in the checkout or the
+# interpreter in $PYTHON (default: .venv's, else `python`). On a GPU machine
+# with torch but no OpenMMLab and no network: requirements/bare_gpu.txt's
+# wheels in a --target folder (docs/performance_checks.md). Nothing is
+# downloaded: the models are built with random weights, the toy data is
+# generated.
 #
 # Environment: PYTHON (interpreter), PORT (dist_train's master port, default
 # 29650), BENCH_RUNS / BENCH_WARMUP (timed and warm-up steps per benchmark

@@ -199,7 +199,11 @@ PAGES_RUN_BY = [
         'tests/test_performance_checks.py::'
         'test_device_check_without_cuda_skips_the_cuda_parts',
         'tests/test_performance_checks.py::'
-        'test_benchmark_commands_on_a_toy_backbone')),
+        'test_benchmark_commands_on_a_toy_backbone',
+        'tests/test_performance_checks.py::'
+        'test_bare_gpu_wheels_are_the_stack_beyond_the_image',
+        'tests/test_performance_checks.py::'
+        'test_bare_gpu_commands_in_an_environment_of_the_image_packages')),
 ]
 
 HOW_TO_COVER = """

@@ -322,10 +322,11 @@ def site_packages():
     return [p for p in sys.path if p.endswith('site-packages')]
 
 
-def fresh_venv(tmp_path, mmcv_dir=None):
+def fresh_venv(tmp_path, mmcv_dir=None, hook_pth=True):
     """A venv whose site-packages holds ``mmcv_dir`` (if given), a .pth
     naming this checkout and the test environment's site-packages (in which
-    .pth files are not processed), and mmacmix's .pth as installed."""
+    .pth files are not processed), and mmacmix's .pth as installed (unless
+    not ``hook_pth``: mmacmix found on a path, as from PYTHONPATH)."""
     venv = tmp_path / 'venv'
     subprocess.run([sys._base_executable, '-m', 'venv', '--without-pip',
                     str(venv)], check=True)
@@ -334,8 +335,9 @@ def fresh_venv(tmp_path, mmcv_dir=None):
         shutil.copytree(mmcv_dir, site / 'mmcv')
     (site / '_parents.pth').write_text(
         '\n'.join([str(REPO_ROOT), *site_packages()]) + '\n')
-    (site / 'mmacmix_mmcv_lite.pth').write_text(
-        'import mmacmix_mmcv_lite; mmacmix_mmcv_lite.install()\n')
+    if hook_pth:
+        (site / 'mmacmix_mmcv_lite.pth').write_text(
+            'import mmacmix_mmcv_lite; mmacmix_mmcv_lite.install()\n')
     return venv / 'bin' / 'python'
 
 
@@ -373,6 +375,30 @@ def test_plain_script_runs_mmcv_ops_through_the_backend_on_mmcv_lite(
     assert out['keep'] == case['keep'].tolist()
     assert out['grad'] > 0
     assert "'deform_conv_forward'" in out['error']
+
+
+def test_import_mmacmix_gives_mmcv_lite_its_ops_where_no_pth_ran(tmp_path):
+    """mmacmix on a path whose .pth files do not run (a checkout on
+    PYTHONPATH, ``pip install --target``): mmcv-lite has no ops until
+    ``import mmacmix``, then the backend's."""
+    lite = tmp_path / 'mmcv-lite'
+    shutil.copytree(MMCV_DIR, lite, ignore=shutil.ignore_patterns(
+        '_ext*.so', '__pycache__'))
+    python = fresh_venv(tmp_path, lite, hook_pth=False)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    bare = subprocess.run([str(python), '-c', 'import mmcv.ops'], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert bare.returncode != 0
+    assert "No module named 'mmcv._ext'" in bare.stderr
+    out = run_python(
+        python, '-c', 'import mmacmix, torch, mmcv._ext; '
+        'from mmcv.ops import nms; '
+        'boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, '
+        '30]]); _, keep = nms(boxes, torch.tensor([.9, .8, .7]), 0.5); '
+        'print(mmcv._ext.__file__, keep.tolist())', cwd=tmp_path)
+    ext, keep = out.split(' ', 1)
+    assert ext == str(REPO_ROOT / 'mmacmix' / 'ops' / '__init__.py')
+    assert keep.strip() == '[0, 2]'
 
 
 def test_hook_imports_nothing_at_interpreter_start(tmp_path):
